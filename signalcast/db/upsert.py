@@ -1,0 +1,50 @@
+"""Dialect-aware upserts (SQLite and Postgres both speak INSERT ... ON CONFLICT)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel
+
+CHUNK_ROWS = 500  # stays well under SQLite's bound-parameter limit
+
+
+def _insert(session: Session, model: type[SQLModel]) -> Any:
+    dialect = session.get_bind().dialect.name
+    table = model.__table__
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"upsert is not implemented for {dialect}")
+
+
+def upsert(
+    session: Session,
+    model: type[SQLModel],
+    rows: Iterable[dict[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str] | None = None,
+) -> int:
+    """Insert ``rows``; on a conflict on ``keys`` update the ``update`` columns (or do nothing
+    when ``update`` is None). Returns how many rows were inserted or changed."""
+    rows = list(rows)
+    touched = 0
+    for start in range(0, len(rows), CHUNK_ROWS):
+        stmt = _insert(session, model).values(rows[start : start + CHUNK_ROWS])
+        if update:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+        touched += session.execute(stmt).rowcount or 0
+    return touched
+
+
+def insert_ignore(session: Session, model: type[SQLModel], row: dict[str, Any],
+                  keys: Sequence[str]) -> bool:
+    """Insert one row unless its key exists. True when this call inserted it."""
+    return upsert(session, model, [row], keys) == 1
