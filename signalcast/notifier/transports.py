@@ -1,0 +1,34 @@
+"""Which transport serves which chat, one set per process (a Telegram Bot is tied to its
+event loop and cannot cross a fork, so each worker process builds its own lazily)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+from signalcast.config import Settings
+from signalcast.notifier.telegram import ConsoleTransport, TelegramTransport, Transport
+from signalcast.services.prediction import CONSOLE_CHAT
+
+_lock = threading.Lock()
+_telegram: dict[tuple[int, str, str | None], TelegramTransport] = {}
+_console = ConsoleTransport()
+
+
+def transports_for(settings: Settings) -> Callable[[str], Transport | None]:
+    """``chat_id -> transport``: the console pseudo-chat prints; every other chat goes to
+    Telegram when a token is configured (else it waits in the outbox)."""
+    telegram = None
+    if settings.env.telegram_token is not None:
+        token = settings.env.telegram_token.get_secret_value()
+        key = (os.getpid(), token, settings.env.telegram_api_url)
+        with _lock:
+            telegram = _telegram.get(key)
+            if telegram is None:
+                telegram = _telegram[key] = TelegramTransport(token, settings.env.telegram_api_url)
+
+    def route(chat_id: str) -> Transport | None:
+        return _console if chat_id == CONSOLE_CHAT else telegram
+
+    return route
