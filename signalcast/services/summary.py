@@ -1,0 +1,69 @@
+"""Read-only figures for people: the demo's summary table and ``signalcast status``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from signalcast.db.tables import AlertOutbox, Candle, ModelVersion, Outcome, Prediction, TaskRun
+from signalcast.features import DOWN, UP
+
+
+@dataclass
+class TargetSummary:
+    asset: str
+    target: str
+    predictions: int
+    resolved: int  # served predictions with an UP/DOWN outcome
+    expired: int
+    hits: int  # served predictions whose more likely direction happened
+    alerts_sent: int
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.hits / self.resolved if self.resolved else None
+
+
+def target_summaries(session: Session) -> list[TargetSummary]:
+    served = select(Prediction.asset, Prediction.target, Prediction.prob_up, Outcome.label).join(
+        Outcome, (Outcome.asset == Prediction.asset) & (Outcome.target == Prediction.target)
+        & (Outcome.candle_time == Prediction.candle_time), isouter=True,
+    ).where(Prediction.served)
+    rows: dict[tuple[str, str], TargetSummary] = {}
+    for asset, target, prob_up, label in session.exec(served).all():
+        s = rows.setdefault((asset, target), TargetSummary(asset, target, 0, 0, 0, 0, 0))
+        s.predictions += 1
+        if label in (UP, DOWN):
+            s.resolved += 1
+            s.hits += int((prob_up >= 0.5) == (label == UP))
+        elif label is not None:
+            s.expired += 1
+    sent = select(AlertOutbox.asset, AlertOutbox.target, func.count()).where(
+        AlertOutbox.status == "sent").group_by(AlertOutbox.asset, AlertOutbox.target)
+    for asset, target, count in session.exec(sent).all():
+        rows.setdefault((asset, target), TargetSummary(asset, target, 0, 0, 0, 0, 0))
+        rows[(asset, target)].alerts_sent = count
+    return [rows[k] for k in sorted(rows)]
+
+
+def table_counts(session: Session) -> dict[str, int]:
+    tables = {"candles": Candle, "model_versions": ModelVersion, "predictions": Prediction,
+              "outcomes": Outcome, "alert_outbox": AlertOutbox, "task_runs": TaskRun}
+    return {name: session.exec(select(func.count()).select_from(t)).one()
+            for name, t in tables.items()}
+
+
+def alert_counts(session: Session) -> dict[str, int]:
+    query = select(AlertOutbox.status, func.count()).group_by(AlertOutbox.status)
+    return dict(session.exec(query).all())
+
+
+def task_counts(session: Session) -> dict[str, dict[str, int]]:
+    query = select(TaskRun.name, TaskRun.status, func.count()).group_by(TaskRun.name,
+                                                                        TaskRun.status)
+    out: dict[str, dict[str, int]] = {}
+    for name, status, count in session.exec(query).all():
+        out.setdefault(name, {})[status] = count
+    return out

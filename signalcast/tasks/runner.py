@@ -1,0 +1,24 @@
+"""Run tasks from a command and wait for them: through the broker's workers when
+``SIGNALCAST_BROKER_URL`` is set, else through an embedded worker in this process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
+from signalcast.config import Settings
+from signalcast.runtime import set_settings
+from signalcast.tasks.app import app, configure, embedded_worker
+
+
+@contextmanager
+def task_runtime(settings: Settings) -> Iterator[bool]:
+    """Configure the app for ``settings``; yields True when an embedded worker runs here."""
+    set_settings(settings)
+    configure(settings)
+    embedded = settings.env.broker_url is None
+    if embedded:
+        app.conf.broker_transport_options = {**app.conf.broker_transport_options,
+                                             "polling_interval": 0.005}
+    with embedded_worker(app) if embedded else nullcontext():
+        yield embedded

@@ -1,0 +1,95 @@
+"""Thin Celery tasks: parse primitives, call one service function, record the run.
+
+Arguments are ids and primitives (JSON); each task re-reads state itself. Every task is
+idempotent (database unique keys), so a retry or a redelivery changes nothing. Temporary outages
+(database or broker hiccups) are retried with backoff; domain errors (bad data, unknown names)
+fail at once with their message recorded on the task run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from celery import Task
+from sqlalchemy.exc import OperationalError
+
+from signalcast.db.engine import get_engine, session_scope
+from signalcast.errors import TemporaryError
+from signalcast.runtime import get_settings
+from signalcast.services.runs import recorded_run
+from signalcast.tasks.app import TRAIN_HARD_LIMIT_S, TRAIN_SOFT_LIMIT_S, app
+
+RETRY = {"autoretry_for": (TemporaryError, OperationalError), "retry_backoff": 2,
+         "retry_backoff_max": 120, "retry_jitter": True, "max_retries": 8}
+
+
+def _engine():
+    return get_engine(get_settings().env.database_url)
+
+
+def _run_id(task: Task) -> str:
+    """The Celery task id; a direct call (no worker) gets a fresh one."""
+    return task.request.id or f"local-{uuid.uuid4()}"
+
+
+def _when(iso: str) -> datetime:
+    return datetime.fromisoformat(iso)
+
+
+@app.task(name="signalcast.ingest", bind=True, **RETRY)
+def ingest(self: Task, asset: str, now: str) -> dict:
+    from signalcast.services.ingest import ingest_asset
+
+    with recorded_run(_engine(), _run_id(self), "ingest", {"asset": asset, "now": now}) as run:
+        with session_scope(_engine()) as session:
+            run.result = ingest_asset(session, get_settings(), asset, _when(now))
+        return run.result
+
+
+@app.task(name="signalcast.predict", bind=True, **RETRY)
+def predict(self: Task, asset: str, candle_time: str) -> dict:
+    from signalcast.services.prediction import predict_asset
+
+    args = {"asset": asset, "candle_time": candle_time}
+    with recorded_run(_engine(), _run_id(self), "predict", args) as run:
+        with session_scope(_engine()) as session:
+            run.result = predict_asset(session, get_settings(), asset, _when(candle_time)).to_dict()
+        return run.result
+
+
+@app.task(name="signalcast.resolve", bind=True, **RETRY)
+def resolve(self: Task, asset: str, now: str) -> dict:
+    from signalcast.services.outcomes import resolve_outcomes
+
+    with recorded_run(_engine(), _run_id(self), "resolve", {"asset": asset, "now": now}) as run:
+        with session_scope(_engine()) as session:
+            run.result = {"asset": asset,
+                          "outcomes": resolve_outcomes(session, get_settings(), asset, _when(now))}
+        return run.result
+
+
+@app.task(name="signalcast.train", bind=True, soft_time_limit=TRAIN_SOFT_LIMIT_S,
+          time_limit=TRAIN_HARD_LIMIT_S, **RETRY)
+def train(self: Task, asset: str, target: str, family: str, now: str) -> dict:
+    from signalcast.services.training import train_model
+
+    args = {"asset": asset, "target": target, "family": family, "now": now}
+    with recorded_run(_engine(), _run_id(self), "train", args) as run:
+        version = train_model(_engine(), get_settings(), asset, target, family,
+                              now=_when(now), progress=run.progress)
+        run.result = {"asset": version.asset, "target": version.target,
+                      "family": version.family, "version": version.version,
+                      "model_version_id": version.id, "role": version.role,
+                      "metrics": version.metrics}
+        return run.result
+
+
+@app.task(name="signalcast.send_alerts", bind=True, **RETRY)
+def send_alerts(self: Task) -> dict:
+    from signalcast.notifier.transports import transports_for
+    from signalcast.services.alerts import drain_outbox
+
+    with recorded_run(_engine(), _run_id(self), "send_alerts", {}) as run:
+        run.result = drain_outbox(_engine(), transports_for(get_settings())).to_dict()
+        return run.result
