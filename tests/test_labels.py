@@ -144,29 +144,22 @@ def test_invalid_pct_or_horizon_raise(pct, horizon):
         first_touch_labels(frame([ENTRY, QUIET]), pct, horizon)
 
 
-@pytest.mark.parametrize(
-    "pct, horizon",
-    [
-        *INVALID[:3],
-        pytest.param(
-            0.02,
-            -1,
-            marks=pytest.mark.xfail(
-                raises=KeyError,
-                strict=True,
-                reason="labels.py slices iloc[:horizon + 1] before validating: an empty window "
-                "raises 'entry candle ... is not in the candles given'",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("pct, horizon", [*INVALID[:3], (0.02, -1)])
 def test_invalid_pct_or_horizon_raise_live(pct, horizon):
     candles = frame([ENTRY, QUIET])
     with pytest.raises(ValueError):
         resolve_first_touch(candles, candles.index[0], pct, horizon)
 
 
-@pytest.mark.xfail(strict=True, reason="labels.py checks pct <= 0, which NaN passes")
-def test_nan_pct_is_rejected():
+@pytest.mark.parametrize("pct", [float("nan"), float("inf")])
+def test_non_finite_pct_is_rejected(pct):
     with pytest.raises(ValueError):
-        first_touch_labels(frame([ENTRY, QUIET]), float("nan"), 3)
+        first_touch_labels(frame([ENTRY, QUIET]), pct, 3)
+
+
+def test_live_resolution_accepts_a_naive_entry_time_as_utc():
+    candles = frame([ENTRY, QUIET])
+    naive = candles.index[0].tz_localize(None)
+    assert resolve_first_touch(candles, naive, 0.02, 1) == resolve_first_touch(
+        candles, candles.index[0], 0.02, 1
+    )

@@ -40,8 +40,7 @@ def first_touch_labels(candles: pd.DataFrame, pct: float, horizon: int) -> pd.Da
     >>> first_touch_labels(df, 0.02, 2)["label"].tolist()
     [1, 1, -2]
     """
-    if pct <= 0 or horizon < 1:
-        raise ValueError(f"pct must be > 0 and horizon >= 1, got pct={pct}, horizon={horizon}")
+    _check_target(pct, horizon)
     close = candles["close"].to_numpy(dtype=float)
     n = len(close)
     labels = np.full(n, PENDING, dtype=np.int8)
@@ -50,6 +49,7 @@ def first_touch_labels(candles: pd.DataFrame, pct: float, horizon: int) -> pd.Da
         return pd.DataFrame({"label": labels, "bars": bars}, index=candles.index)
 
     # Pad the future with NaN so every row sees a window of exactly H later candles.
+    horizon = int(horizon)
     pad = np.full(horizon, np.nan)
     fut = {
         col: sliding_window_view(
@@ -78,6 +78,14 @@ def first_touch_labels(candles: pd.DataFrame, pct: float, horizon: int) -> pd.Da
     return pd.DataFrame({"label": labels, "bars": bars}, index=candles.index)
 
 
+def _check_target(pct: float, horizon: int) -> None:
+    if not (np.isfinite(pct) and 0 < pct < 1) or int(horizon) != horizon or horizon < 1:
+        raise ValueError(
+            f"pct must be a finite number in (0, 1) and horizon a whole number >= 1, "
+            f"got pct={pct}, horizon={horizon}"
+        )
+
+
 @dataclass(frozen=True)
 class Resolution:
     label: int  # UP / DOWN / EXPIRED / PENDING
@@ -93,8 +101,12 @@ def resolve_first_touch(candles: pd.DataFrame, entry_time, pct: float, horizon: 
 
     ``candles`` must contain the entry candle and the candles after it (more is fine).
     """
-    window = candles.loc[entry_time:].iloc[: horizon + 1]
-    if window.empty or window.index[0] != pd.Timestamp(entry_time):
+    _check_target(pct, horizon)
+    entry = pd.Timestamp(entry_time)
+    if entry.tzinfo is None and candles.index.tz is not None:
+        entry = entry.tz_localize("UTC")  # naive times are UTC throughout signalcast
+    window = candles.loc[entry:].iloc[: int(horizon) + 1]
+    if window.empty or window.index[0] != entry:
         raise KeyError(f"entry candle {entry_time} is not in the candles given")
     row = first_touch_labels(window, pct, horizon).iloc[0]
     return Resolution(int(row["label"]), int(row["bars"]))
