@@ -236,6 +236,7 @@ def scheduler(config: ConfigOpt = None) -> None:
     from signalcast.scheduler.process import run_scheduler
     from signalcast.tasks.app import configure
 
+    logging.getLogger().setLevel(logging.INFO)  # a long-running service: say what it does
     settings = _settings(config)
     if settings.env.broker_url is None:
         raise SignalcastError("signalcast scheduler needs SIGNALCAST_BROKER_URL so workers can "
@@ -243,6 +244,30 @@ def scheduler(config: ConfigOpt = None) -> None:
     init_db(settings.env.database_url)
     configure(settings)
     run_scheduler(settings)
+
+
+@cli.command()
+def tick(
+    at: Annotated[str | None, typer.Option(help="tick time (ISO, UTC; default now)")] = None,
+    wait: Annotated[bool, typer.Option(help="wait for the tick's tasks to finish")] = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Enqueue one candle-close tick now, exactly as the scheduler would (needs workers)."""
+    from signalcast.db.engine import init_db
+    from signalcast.demo import wait_chain
+    from signalcast.scheduler.jobs import candle_close_tick
+    from signalcast.tasks.runner import task_runtime
+
+    settings = _settings(config)
+    engine = init_db(settings.env.database_url)
+    with task_runtime(settings):
+        results = candle_close_tick(engine, settings, _parse_time(at))
+        console.print(f"enqueued {len(results)} asset tick(s)")
+        failures = [f for f in (wait_chain(r) for r in results) if f] if wait else []
+    for failure in failures:
+        console.print(f"[red]failed[/red]: {failure}")
+    if failures:
+        raise typer.Exit(1)
 
 
 @db_cli.command("upgrade")

@@ -29,7 +29,10 @@ def upsert(
     update: Sequence[str] | None = None,
 ) -> int:
     """Insert ``rows``; on a conflict on ``keys`` update the ``update`` columns (or do nothing
-    when ``update`` is None). Returns how many rows were inserted or changed."""
+    when ``update`` is None). Returns how many rows were inserted or changed.
+
+    The count comes from ``RETURNING`` (SQLite >= 3.35 and Postgres): the driver's rowcount is
+    -1 for these statements under psycopg, and a wrong count would break idempotency checks."""
     rows = list(rows)
     touched = 0
     for start in range(0, len(rows), CHUNK_ROWS):
@@ -40,7 +43,8 @@ def upsert(
             )
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-        touched += session.execute(stmt).rowcount or 0
+        stmt = stmt.returning(model.__table__.c[keys[0]])
+        touched += len(session.connection().execute(stmt).all())
     return touched
 
 

@@ -7,6 +7,7 @@ runs once, not once per missed fire), ``max_instances=1``, an explicit misfire g
 from __future__ import annotations
 
 import logging
+import signal
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -51,7 +52,16 @@ def build_scheduler(settings: Settings, scheduler_cls=BlockingScheduler):
 
 
 def run_scheduler(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT, then finish the job in hand and exit cleanly."""
     scheduler = build_scheduler(settings)
+
+    def _stop(signum, _frame):
+        log.info("signal %s: stopping the scheduler", signal.Signals(signum).name)
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     for job in scheduler.get_jobs():
-        log.info("job %s: %s", job.id, job.trigger)
+        log.info("scheduled %s: %s", job.name, job.trigger)
     scheduler.start()
+    log.info("scheduler stopped")
