@@ -20,6 +20,7 @@ from rich.table import Table
 
 from signalcast.config import Settings, load_settings
 from signalcast.db.engine import init_db, session_scope
+from signalcast.notifier.transports import set_console_writer
 from signalcast.runtime import set_settings
 from signalcast.scheduler.jobs import candle_close_tick, train_signatures
 from signalcast.services import summary
@@ -84,6 +85,7 @@ def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
                   f"{', '.join(t.key for t in settings.targets)}; database {database}")
 
     failures: list[str] = []
+    set_console_writer(lambda text: console.print(text, markup=False, highlight=False))
     with embedded_worker(app):
         console.print(f"ingesting {history_days} days of synthetic history ...")
         for asset in settings.assets:
@@ -114,6 +116,7 @@ def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
     for failure in failures[:5]:
         console.print(f"[red]failed task[/red] {failure}")
     set_settings(None)
+    set_console_writer(None)
     return report
 
 

@@ -13,7 +13,13 @@ from signalcast.services.prediction import CONSOLE_CHAT
 
 _lock = threading.Lock()
 _telegram: dict[tuple[int, str, str | None], TelegramTransport] = {}
-_console = ConsoleTransport()
+_console_write: list[Callable[[str], None]] = [print]
+_console = ConsoleTransport(lambda text: _console_write[0](text))
+
+
+def set_console_writer(write: Callable[[str], None] | None) -> None:
+    """Where console alerts go in this process (the demo sends them to its own console)."""
+    _console_write[0] = write or print
 
 
 def transports_for(settings: Settings) -> Callable[[str], Transport | None]:

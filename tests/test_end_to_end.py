@@ -1,0 +1,109 @@
+"""The commands a user runs: the demo end to end, and the CLI's handling of bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import select
+
+from signalcast.db.engine import get_engine, session_scope
+from signalcast.db.tables import AlertOutbox, Candle, ModelVersion, Outcome, Prediction, TaskRun
+from signalcast.demo import run_demo
+from tests.conftest import write_config
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path | None = None):
+    import os
+
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SIGNALCAST_")},
+                **(env or {})}
+    return subprocess.run([sys.executable, "-m", "signalcast.cli", *args], env=full_env,
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_short_demo_fills_every_table_and_prints_a_summary(tmp_path):
+    from rich.console import Console
+
+    config = write_config(tmp_path / "demo.yaml", {
+        "targets": [{"pct": 0.01, "horizon": 24, "alert_threshold": 0.55},
+                    {"pct": 0.02, "horizon": 48, "alert_threshold": 0.6}]})
+    console = Console(record=True, width=120)
+    report = run_demo(tmp_path / "demo", ticks=30, history_days=150, config=config,
+                      console=console)
+    engine = get_engine(f"sqlite:///{report.database}")
+    with session_scope(engine, readonly=True) as session:
+        rows = {t.__tablename__: session.exec(select(func.count()).select_from(t)).one()
+                for t in (Candle, ModelVersion, Prediction, Outcome, AlertOutbox, TaskRun)}
+        sent = session.exec(select(func.count()).select_from(AlertOutbox)
+                            .where(AlertOutbox.status == "sent")).one()
+    assert rows["model_versions"] == 4
+    assert rows["predictions"] == 30 * 4
+    assert rows["outcomes"] > 0 and rows["alert_outbox"] > 0
+    assert sent == rows["alert_outbox"]  # the console transport delivered every alert
+    assert rows["task_runs"] == 2 + 4 + 30 * 2 * 4  # ingest, train, 4 tasks per asset tick
+    assert report.failed_tasks == 0
+    text = console.export_text()
+    assert "signalcast demo summary" in text and str(report.database) in text
+    assert "[alert -> console]" in text or "chance of touching" in text
+
+
+def test_ingesting_a_malformed_csv_fails_clearly_and_keeps_stored_candles(tmp_path):
+    config = write_config(tmp_path / "c.yaml", {"data": {"source": "stored"}})
+    env = {"SIGNALCAST_CONFIG": str(config),
+           "SIGNALCAST_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    good = tmp_path / "good.csv"
+    good.write_text("timestamp,open,high,low,close,volume\n"
+                    "2024-01-01T00:00:00Z,100,101,99,100.5,10\n"
+                    "2024-01-01T01:00:00Z,100.5,102,100,101,12\n")
+    done = cli("ingest", "--file", str(good), "--asset", "BTC/USDT", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "2 closed candles stored" in done.stdout
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,open,high,low,close,volume\n"
+                   "2024-01-01T02:00:00Z,101,102,100,abc,10\n")
+    failed = cli("ingest", "--file", str(bad), "--asset", "BTC/USDT", env=env)
+    assert failed.returncode == 2
+    assert "error:" in failed.stdout and "bad.csv" in failed.stdout and "close" in failed.stdout
+    assert "Traceback" not in failed.stdout + failed.stderr
+
+    unknown = cli("ingest", "--file", str(good), "--asset", "DOGE/USDT", env=env)
+    assert unknown.returncode == 2 and "Known: BTC/USDT, ETH/USDT" in unknown.stdout
+
+    engine = get_engine(env["SIGNALCAST_DATABASE_URL"])
+    with session_scope(engine, readonly=True) as session:
+        assert session.exec(select(func.count()).select_from(Candle)).one() == 2
+
+
+def test_invalid_config_stops_start_up_with_the_field_and_the_fix(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("assets: [{symbol: BTC/USDT}]\ntargets: [{pct: -0.02, horizon: 72}]\n")
+    done = cli("status", env={"SIGNALCAST_CONFIG": str(bad),
+                              "SIGNALCAST_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
+    assert done.returncode == 2
+    assert "targets[0].pct must be > 0, got -0.02" in done.stdout
+
+
+def test_config_show_masks_secrets(tmp_path):
+    done = cli("config", "show", env={"SIGNALCAST_TELEGRAM_TOKEN": "12345:VERYSECRET",
+                                      "SIGNALCAST_DATABASE_URL": "postgresql://u:pw123@db/x"})
+    assert done.returncode == 0, done.stderr
+    assert "VERYSECRET" not in done.stdout and "pw123" not in done.stdout
+    assert "BTC/USDT" in done.stdout and "********" in done.stdout
+
+
+def test_db_upgrade_and_status_on_a_fresh_database(tmp_path):
+    env = {"SIGNALCAST_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    from signalcast.db.migrate import head_revision
+
+    upgraded = cli("db", "upgrade", env=env)
+    assert upgraded.returncode == 0 and f"revision {head_revision()}" in upgraded.stdout
+    status = cli("status", "--json", env=env)
+    assert status.returncode == 0
+    assert '"last_candle": null' in status.stdout
