@@ -85,7 +85,8 @@ def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
                   f"{', '.join(t.key for t in settings.targets)}; database {database}")
 
     failures: list[str] = []
-    set_console_writer(lambda text: console.print(text, markup=False, highlight=False))
+    set_console_writer(lambda text: console.print(text, markup=False, highlight=False,
+                                                    soft_wrap=True))
     with embedded_worker(app):
         console.print(f"ingesting {history_days} days of synthetic history ...")
         for asset in settings.assets:
@@ -146,8 +147,7 @@ def _train_with_progress(signatures: list, console: Console, failures: list) -> 
 
 def print_report(report: DemoReport, console: Console) -> None:
     table = Table(title="signalcast demo summary")
-    for col in ("asset", "target", "predictions", "resolved", "expired", "hit rate",
-                "alerts sent"):
+    for col in ("asset", "target", "preds", "resolved", "expired", "hit rate", "alerts"):
         table.add_column(col, justify="left" if col in ("asset", "target") else "right")
     for s in report.targets:
         rate = "-" if s.hit_rate is None else f"{s.hit_rate:.0%}"
