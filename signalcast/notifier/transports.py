@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from signalcast.config import Settings
 from signalcast.notifier.telegram import ConsoleTransport, TelegramTransport, Transport
-from signalcast.services.prediction import CONSOLE_CHAT
+from signalcast.services.alert_rules import CONSOLE_CHAT
 
 _lock = threading.Lock()
 _telegram: dict[tuple[int, str, str | None], TelegramTransport] = {}

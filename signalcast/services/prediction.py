@@ -15,17 +15,17 @@ from datetime import datetime
 import numpy as np
 from sqlmodel import Session, select
 
-from signalcast.config import Settings, TargetConfig
-from signalcast.db.tables import AlertOutbox, ModelVersion, Prediction
+from signalcast.config import Settings
+from signalcast.db.tables import ModelVersion, Prediction
 from signalcast.db.upsert import insert_ignore
 from signalcast.errors import ArtifactError, DataError
 from signalcast.features import FEATURE_SET, MAX_LOOKBACK, feature_names, latest_features
 from signalcast.models.artifact import ServedModel, load_artifact
+from signalcast.services.alert_rules import queue_signal_alerts, signal_payload
 from signalcast.services.candles import read_candles
 from signalcast.timeframes import utc
 
 log = logging.getLogger(__name__)
-CONSOLE_CHAT = "console"
 
 _cache: dict[int, ServedModel] = {}
 _cache_lock = threading.Lock()
@@ -51,13 +51,6 @@ def served_model(version: ModelVersion) -> ServedModel:
 
 def _label(version: ModelVersion) -> str:
     return f"{version.asset} {version.target} {version.family} v{version.version}"
-
-
-def alert_chats(settings: Settings) -> list[str]:
-    chats = [CONSOLE_CHAT] if settings.alerts.console else []
-    if settings.env.telegram_token is not None:
-        chats += settings.telegram_chat_ids
-    return chats
 
 
 @dataclass
@@ -89,7 +82,6 @@ def predict_asset(session: Session, settings: Settings, asset: str,
         return result
     x = latest_features(candles, asset_cfg.timeframe).reshape(1, -1)
     price = float(candles["close"].iloc[-1])
-    chats = alert_chats(settings)
 
     for target in settings.targets:
         champion = session.exec(select(ModelVersion).where(
@@ -115,25 +107,5 @@ def predict_asset(session: Session, settings: Settings, asset: str,
         payload = signal_payload(asset_cfg.symbol, asset_cfg.timeframe, target, champion,
                                  candle_time, price, p_up)
         if payload is not None:
-            for chat in chats:
-                result.alerts += int(insert_ignore(session, AlertOutbox, {
-                    "chat_id": chat, "asset": asset_cfg.symbol, "target": target.key,
-                    "candle_time": candle_time, "kind": "signal", "payload": payload,
-                }, keys=["chat_id", "asset", "target", "candle_time", "kind"]))
+            result.alerts += queue_signal_alerts(session, settings, payload)
     return result
-
-
-def signal_payload(asset: str, timeframe: str, target: TargetConfig, version: ModelVersion,
-                   candle_time: datetime, price: float, p_up: float) -> dict | None:
-    """The alert for this probability, or None when neither direction reaches the threshold."""
-    direction, prob = ("UP", p_up) if p_up >= 0.5 else ("DOWN", 1.0 - p_up)
-    if prob < target.alert_threshold:
-        return None
-    return {
-        "asset": asset, "target": target.key, "pct": target.pct, "horizon": target.horizon,
-        "timeframe": timeframe, "direction": direction, "probability": round(prob, 4),
-        "threshold": target.alert_threshold, "model": f"{version.family} v{version.version}",
-        "candle_time": candle_time.isoformat(), "price": price,
-        "up_level": price * (1 + target.pct), "down_level": price * (1 - target.pct),
-        "fallback": None, "conflict": False,
-    }
