@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func
@@ -89,7 +89,11 @@ def test_scheduler_and_tick_commands_run_as_separate_processes(production, tmp_p
                 env=env, capture_output=True, text=True, timeout=180)
             assert done.returncode == 0, done.stdout + done.stderr
             assert "enqueued 2 asset tick(s)" in done.stdout
-        assert counts(engine)["predictions"] == len(settings.assets) * len(settings.targets)
+        candle = last_closed_open_time(datetime.fromisoformat(tick_at), "1h")
+        with session_scope(engine, readonly=True) as session:
+            tick_predictions = session.exec(select(func.count()).select_from(Prediction).where(
+                Prediction.candle_time == candle)).one()
+        assert tick_predictions == len(settings.assets) * len(settings.targets)
         time.sleep(1)
         assert scheduler.poll() is None, "the scheduler process exited on its own"
     finally:
@@ -97,4 +101,4 @@ def test_scheduler_and_tick_commands_run_as_separate_processes(production, tmp_p
     output = scheduler.stdout.read().decode()
     assert "Traceback" not in output
     assert code == 0, f"scheduler did not shut down cleanly on SIGTERM:\n{output}"
-    assert "scheduler stopped" in output
+    assert "became leader" in output and "scheduler stopped" in output

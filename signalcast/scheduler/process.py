@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
+import time
 from datetime import UTC, datetime
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from signalcast.config import Settings
 from signalcast.db.engine import get_engine
+from signalcast.scheduler.catchup import catch_up
 from signalcast.scheduler.jobs import candle_close_tick, retrain_all
+from signalcast.scheduler.leader import LeaderLock
 from signalcast.timeframes import timeframe_to_timedelta
 
 log = logging.getLogger(__name__)
@@ -51,17 +56,75 @@ def build_scheduler(settings: Settings, scheduler_cls=BlockingScheduler):
     return scheduler
 
 
-def run_scheduler(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT, then finish the job in hand and exit cleanly."""
-    scheduler = build_scheduler(settings)
+def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Compete for leadership until SIGTERM/SIGINT (or ``stop``). The leader runs the jobs and
+    renews its lock; a standby waits and takes over within the lock's TTL."""
+    import redis
+
+    stop = stop or threading.Event()
 
     def _stop(signum, _frame):
         log.info("signal %s: stopping the scheduler", signal.Signals(signum).name)
-        scheduler.shutdown(wait=False)
+        stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+    ttl = settings.schedule.leader_ttl_seconds
+    lock = LeaderLock(redis.Redis.from_url(settings.env.broker_url, socket_timeout=5), ttl)
+    engine = get_engine(settings.env.database_url)
+    said_standby = False
+    while not stop.is_set():
+        try:
+            leader = lock.acquire()
+        except redis.RedisError as exc:
+            log.warning("cannot reach Redis for the leader lock (%s); retrying", exc)
+            leader = False
+        if not leader:
+            if not said_standby:
+                log.info("standby: another scheduler leads (%s)", _holder(lock))
+                said_standby = True
+            stop.wait(min(2.0, ttl / 3))
+            continue
+        said_standby = False
+        log.info("became leader (%s)", lock.token)
+        _lead(settings, engine, lock, stop)
+    lock.release()
+    log.info("scheduler stopped")
+
+
+def _holder(lock: LeaderLock) -> str:
+    try:
+        return lock.holder() or "nobody"
+    except Exception:  # only for a log line
+        return "unknown"
+
+
+def _lead(settings: Settings, engine, lock: LeaderLock, stop: threading.Event) -> None:
+    """Run the jobs while we hold the lock. Renewal errors (Redis briefly down) are tolerated
+    until our lease would have run out; a lost lock stops the jobs at once."""
+    import redis
+
+    catch_up(engine, settings, datetime.now(UTC))
+    scheduler = build_scheduler(settings, BackgroundScheduler)
     for job in scheduler.get_jobs():
         log.info("scheduled %s: %s", job.name, job.trigger)
     scheduler.start()
-    log.info("scheduler stopped")
+    ttl = settings.schedule.leader_ttl_seconds
+    last_renewed = time.monotonic()
+    try:
+        while not stop.wait(ttl / 3):
+            try:
+                if lock.renew() or lock.acquire():  # acquire: Redis restarted and lost the key
+                    last_renewed = time.monotonic()
+                    continue
+                log.warning("leadership lost to %s; stepping down", _holder(lock))
+                return
+            except redis.RedisError as exc:
+                if time.monotonic() - last_renewed > ttl:
+                    log.warning("lease expired while Redis was unreachable (%s); stepping down",
+                                exc)
+                    return
+                log.warning("cannot renew the leader lock (%s); still within the lease", exc)
+    finally:
+        scheduler.shutdown(wait=True)

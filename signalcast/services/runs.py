@@ -13,10 +13,12 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import TaskRun, utcnow
 from signalcast.db.upsert import insert_ignore
+from signalcast.errors import SignalcastError
 
 
 class RunRecorder:
@@ -32,10 +34,25 @@ class RunRecorder:
         self._set(progress=message[:500])
 
 
+class GaveUp(SignalcastError):
+    """The task's worker died in it too often; it is recorded as failed and not run again."""
+
+
 @contextmanager
-def recorded_run(engine: Engine, task_id: str, name: str,
-                 args: dict[str, Any]) -> Iterator[RunRecorder]:
-    """Record a task run; the block's exception (if any) is stored and re-raised."""
+def recorded_run(engine: Engine, task_id: str, retries: int, name: str,
+                 args: dict[str, Any], max_lost: int | None = None) -> Iterator[RunRecorder]:
+    """Record a task run; the block's exception (if any) is stored and re-raised.
+
+    With ``acks_late`` and ``task_reject_on_worker_lost`` a task whose worker was killed is
+    redelivered, and the broker keeps no count: a task that kills its worker every time (say,
+    out of memory) would loop forever. Each start is counted here; starts that ended neither in
+    success nor in a retry (``retries``) were lost deliveries, and after ``max_lost`` of them
+    the run is marked failed for good and :class:`GaveUp` is raised instead of running again.
+    """
+    if max_lost is None:
+        from signalcast.runtime import get_settings
+
+        max_lost = get_settings().workers.max_lost_deliveries
     with session_scope(engine) as session:
         first = insert_ignore(session, TaskRun, {
             "task_id": task_id, "name": name, "args": args, "status": "running",
@@ -44,6 +61,14 @@ def recorded_run(engine: Engine, task_id: str, name: str,
             session.execute(update(TaskRun).where(TaskRun.task_id == task_id).values(
                 attempts=TaskRun.attempts + 1, status="running", started_at=utcnow()))
     recorder = RunRecorder(engine, task_id)
+    with session_scope(engine, readonly=True) as session:
+        run = session.exec(select(TaskRun).where(TaskRun.task_id == task_id)).one()
+    lost = run.attempts - 1 - retries
+    if lost >= max_lost:
+        message = (f"gave up: the worker died {lost} times while running this task; "
+                   "check worker memory and time limits, then re-enqueue it")
+        recorder._set(status="failed", finished_at=utcnow(), error=message)
+        raise GaveUp(f"{name} {args}: {message}")
     try:
         yield recorder
     except Exception as exc:

@@ -20,11 +20,16 @@ from kombu import Queue
 from signalcast.config import Settings
 
 QUEUES = ("predict", "train", "alerts")
-TRAIN_SOFT_LIMIT_S = 30 * 60
-TRAIN_HARD_LIMIT_S = 35 * 60
-# Above the longest train time limit plus queue wait, so a long training is not redelivered
-# to a second worker while the first still runs (celery #5935).
-VISIBILITY_TIMEOUT_S = 2 * 60 * 60
+# (soft, hard) time limits per task, seconds. Enforced by the prefork pool only. The visibility
+# timeout (config ``workers.visibility_timeout_seconds``) must stay above the longest of these
+# plus queue wait, or a long training is redelivered while it still runs (celery #5935).
+TIME_LIMITS = {
+    "signalcast.train": (30 * 60, 35 * 60),
+    "signalcast.ingest": (5 * 60, 6 * 60),
+    "signalcast.predict": (60, 90),
+    "signalcast.resolve": (120, 180),
+    "signalcast.send_alerts": (120, 180),
+}
 EMBEDDED_BROKER = "memory://localhost/"
 EMBEDDED_BACKEND = "cache+memory://"
 
@@ -35,7 +40,8 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
     """Point the app at the broker in ``settings`` (or the embedded transport)."""
     broker = settings.env.broker_url or EMBEDDED_BROKER
     backend = settings.env.broker_url or EMBEDDED_BACKEND
-    transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    workers = settings.workers
+    transport_options = {"visibility_timeout": workers.visibility_timeout_seconds}
     celery_app.conf.update(
         broker_url=broker,
         result_backend=backend,
@@ -52,9 +58,15 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
             "signalcast.train": {"queue": "train"},
             "signalcast.send_alerts": {"queue": "alerts"},
         },
+        task_annotations={name: {"soft_time_limit": soft, "time_limit": hard}
+                          for name, (soft, hard) in TIME_LIMITS.items()},
         broker_transport_options=transport_options,
         result_backend_transport_options=transport_options,
-        visibility_timeout=VISIBILITY_TIMEOUT_S,
+        visibility_timeout=workers.visibility_timeout_seconds,
+        worker_max_memory_per_child=workers.max_memory_per_child_mb * 1024,  # in KiB
+        worker_max_tasks_per_child=workers.max_tasks_per_child,
+        worker_soft_shutdown_timeout=workers.soft_shutdown_seconds,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
         result_expires=24 * 3600,
         timezone="UTC",
@@ -71,6 +83,18 @@ def _fresh_process(**_kwargs) -> None:
     from signalcast.db.engine import dispose_engines
 
     dispose_engines()
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pin_model_threads(threads: int) -> None:
+    """Limit native thread pools per worker process, before model libraries load: two 2-thread
+    fits on 2 cores ran 5-10x slower than 1-thread fits (ML_NOTES.md). Explicit env wins."""
+    import os
+
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, str(threads))
 
 
 @contextmanager

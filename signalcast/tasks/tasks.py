@@ -18,7 +18,7 @@ from signalcast.db.engine import get_engine, session_scope
 from signalcast.errors import TemporaryError
 from signalcast.runtime import get_settings
 from signalcast.services.runs import recorded_run
-from signalcast.tasks.app import TRAIN_HARD_LIMIT_S, TRAIN_SOFT_LIMIT_S, app
+from signalcast.tasks.app import app
 
 RETRY = {"autoretry_for": (TemporaryError, OperationalError), "retry_backoff": 2,
          "retry_backoff_max": 120, "retry_jitter": True, "max_retries": 8}
@@ -33,6 +33,11 @@ def _run_id(task: Task) -> str:
     return task.request.id or f"local-{uuid.uuid4()}"
 
 
+def _recorded(task: Task, name: str, args: dict):
+    """The task's run record (attempts, progress, result, error; gives up on lost workers)."""
+    return recorded_run(_engine(), _run_id(task), task.request.retries, name, args)
+
+
 def _when(iso: str) -> datetime:
     return datetime.fromisoformat(iso)
 
@@ -41,7 +46,7 @@ def _when(iso: str) -> datetime:
 def ingest(self: Task, asset: str, now: str) -> dict:
     from signalcast.services.ingest import ingest_asset
 
-    with recorded_run(_engine(), _run_id(self), "ingest", {"asset": asset, "now": now}) as run:
+    with _recorded(self, "ingest", {"asset": asset, "now": now}) as run:
         with session_scope(_engine()) as session:
             run.result = ingest_asset(session, get_settings(), asset, _when(now))
         return run.result
@@ -52,7 +57,7 @@ def predict(self: Task, asset: str, candle_time: str) -> dict:
     from signalcast.services.prediction import predict_asset
 
     args = {"asset": asset, "candle_time": candle_time}
-    with recorded_run(_engine(), _run_id(self), "predict", args) as run:
+    with _recorded(self, "predict", args) as run:
         with session_scope(_engine()) as session:
             run.result = predict_asset(session, get_settings(), asset, _when(candle_time)).to_dict()
         return run.result
@@ -62,20 +67,19 @@ def predict(self: Task, asset: str, candle_time: str) -> dict:
 def resolve(self: Task, asset: str, now: str) -> dict:
     from signalcast.services.outcomes import resolve_outcomes
 
-    with recorded_run(_engine(), _run_id(self), "resolve", {"asset": asset, "now": now}) as run:
+    with _recorded(self, "resolve", {"asset": asset, "now": now}) as run:
         with session_scope(_engine()) as session:
             run.result = {"asset": asset,
                           "outcomes": resolve_outcomes(session, get_settings(), asset, _when(now))}
         return run.result
 
 
-@app.task(name="signalcast.train", bind=True, soft_time_limit=TRAIN_SOFT_LIMIT_S,
-          time_limit=TRAIN_HARD_LIMIT_S, **RETRY)
+@app.task(name="signalcast.train", bind=True, **RETRY)
 def train(self: Task, asset: str, target: str, family: str, now: str) -> dict:
     from signalcast.services.training import train_model
 
     args = {"asset": asset, "target": target, "family": family, "now": now}
-    with recorded_run(_engine(), _run_id(self), "train", args) as run:
+    with _recorded(self, "train", args) as run:
         version = train_model(_engine(), get_settings(), asset, target, family,
                               now=_when(now), progress=run.progress)
         run.result = {"asset": version.asset, "target": version.target,
@@ -90,6 +94,6 @@ def send_alerts(self: Task) -> dict:
     from signalcast.notifier.transports import transports_for
     from signalcast.services.alerts import drain_outbox
 
-    with recorded_run(_engine(), _run_id(self), "send_alerts", {}) as run:
+    with _recorded(self, "send_alerts", {}) as run:
         run.result = drain_outbox(_engine(), transports_for(get_settings())).to_dict()
         return run.result
