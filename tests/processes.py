@@ -41,8 +41,13 @@ def wait_for_workers(app, names: list[str], timeout: float = 60.0) -> None:
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    """Signal the main process (as an operator or orchestrator would; SIGKILL takes its whole
+    process group, pool children included), wait, and force-kill the group after ``timeout``."""
     if proc.poll() is None:
-        os.killpg(proc.pid, sig)
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:

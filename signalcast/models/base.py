@@ -4,11 +4,25 @@ A family is a binary classifier of "UP first" (label 1) vs "DOWN first" (label 0
 small on purpose: the constructor takes hyperparameters only, :meth:`fit` returns ``self``,
 :meth:`predict_proba` returns P(UP) as a 1-D array, and the fitted model round-trips through
 bytes. Families know nothing of Celery, Telegram or the database.
+
+Column names. A family that reads named columns (the HMM reads returns and volatilities) declares
+a keyword-only ``feature_names`` parameter on its ``fit`` and keeps the names as
+``feature_names_``. Callers use :meth:`SignalModel.fit_with_feature_names`, which passes the names
+only to families that declare the keyword, so families and plugins written without it still work.
+
+Serialisation helpers. :func:`pack_arrays` / :func:`unpack_arrays` store named numpy arrays plus a
+JSON header as ``.npz`` bytes, loaded with ``allow_pickle=False``: the pickle-free format of the
+families that have no library format of their own.
 """
 
 from __future__ import annotations
 
+import inspect
+import io
+import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -49,6 +63,16 @@ class SignalModel(ABC):
     def from_bytes(cls, data: bytes, params: dict[str, Any]) -> Self:
         """Rebuild a fitted model from :meth:`to_bytes` output and its hyperparameters."""
 
+    def fit_with_feature_names(self, X: np.ndarray, y: np.ndarray,
+                               feature_names: Sequence[str]) -> Self:
+        """Fit, giving the column names to families whose ``fit`` takes ``feature_names``.
+
+        Training code calls this; families without the keyword are fitted as ``fit(X, y)``.
+        """
+        if _fit_takes_feature_names(type(self)):
+            return self.fit(X, y, feature_names=list(feature_names))
+        return self.fit(X, y)
+
     # Shared checks, so each family file stays about fitting its library estimator.
     @staticmethod
     def _check_fit_input(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +89,34 @@ class SignalModel(ABC):
     def _check_fitted(self, fitted: object) -> None:
         if fitted is None:
             raise NotFittedError(f"{self.family} model is not fitted: call fit() first")
+
+
+@cache
+def _fit_takes_feature_names(cls: type[SignalModel]) -> bool:
+    return "feature_names" in inspect.signature(cls.fit).parameters
+
+
+_META = "__meta__"
+
+
+def pack_arrays(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> bytes:
+    """Named arrays plus a JSON-able ``meta`` dict as uncompressed ``.npz`` bytes (no pickle).
+
+    >>> arrays, meta = unpack_arrays(pack_arrays({"w": np.arange(3.0)}, {"k": 2}))
+    >>> arrays["w"].tolist(), meta
+    ([0.0, 1.0, 2.0], {'k': 2})
+    """
+    if _META in arrays:
+        raise ValueError(f"{_META!r} is reserved for the JSON header")
+    header = np.frombuffer(json.dumps(dict(meta or {})).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{_META: header}, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buffer.getvalue()
+
+
+def unpack_arrays(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Inverse of :func:`pack_arrays`; refuses object arrays (``allow_pickle=False``)."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(arrays.pop(_META).tobytes().decode())
+    return arrays, meta

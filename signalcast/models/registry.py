@@ -13,6 +13,7 @@ An unknown name gets "Unknown model family 'lgbm'. Did you mean 'lightgbm'? Know
 from __future__ import annotations
 
 import importlib
+import logging
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
@@ -20,21 +21,47 @@ from typing import Any
 from signalcast.errors import UnknownNameError
 from signalcast.models.base import SignalModel
 
+log = logging.getLogger(__name__)
+
 ENTRY_POINT_GROUP = "signalcast.models"
+
+BUILTIN_SOURCE = "built-in"
 
 BUILTIN: dict[str, str] = {
     "lightgbm": "signalcast.models.lightgbm_model:LightGBMModel",
+    "xgboost": "signalcast.models.xgboost_model:XGBoostModel",
+    "hmm": "signalcast.models.hmm_model:HMMModel",
+    "hmm_lightgbm": "signalcast.models.hybrid_model:HMMLightGBMModel",
+    "river": "signalcast.models.river_model:RiverModel",
+    "random_forest": "signalcast.models.random_forest_model:RandomForestModel",
+    "lorentzian": "signalcast.models.lorentzian_model:LorentzianModel",
 }
 
 
 @cache
-def _plugins() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _plugins() -> dict[str, tuple[str, str]]:
+    """Entry-point families: name -> (import path, distribution that declares it)."""
+    found = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+        if ep.name in BUILTIN:
+            log.warning("model family %r of plugin %s is ignored: a built-in family has that "
+                        "name; rename the entry point", ep.name, dist)
+        found[ep.name] = (ep.value, dist)
+    return found
 
 
 def families() -> dict[str, str]:
     """Every registered family name -> its import path (built-ins win over plugins)."""
-    return {**_plugins(), **BUILTIN}
+    return {**{name: path for name, (path, _) in _plugins().items()}, **BUILTIN}
+
+
+def describe_families() -> list[tuple[str, str, str]]:
+    """``(name, import path, source)`` of every family, sorted by name; source is "built-in" or
+    the distribution name of the plugin that registered it. Imports no family module."""
+    plugins = _plugins()
+    return [(name, path, BUILTIN_SOURCE if name in BUILTIN else plugins[name][1])
+            for name, path in sorted(families().items())]
 
 
 def family_class(name: str) -> type[SignalModel]:

@@ -32,6 +32,7 @@ from signalcast.features.labels import DOWN, UP
 from signalcast.models import registry
 from signalcast.models.artifact import ServedModel, sha256
 from signalcast.models.calibration import SigmoidCalibrator
+from signalcast.services import model_admin
 from signalcast.services.candles import read_candles
 from signalcast.timeframes import last_closed_open_time, utc
 
@@ -122,7 +123,8 @@ def train_model(engine: Engine, settings: Settings, asset: str, target_key: str,
         raise DataError(f"{asset_cfg.symbol} {target.key}: training labels are all one class")
 
     say(f"fitting {family} on {int(train.sum())} rows")
-    model = registry.create(family, **params).fit(data.X[train], data.y[train])
+    model = registry.create(family, **params).fit_with_feature_names(
+        data.X[train], data.y[train], feature_names())
     raw = model.predict_proba(data.X[cal])
     calibrator = SigmoidCalibrator.fit(raw, data.y[cal])
     served = ServedModel(model, calibrator, FEATURE_SET, feature_names())
@@ -157,6 +159,8 @@ def train_model(engine: Engine, settings: Settings, asset: str, target_key: str,
             _assign_role(session, settings, row)
             session.add(row)
             session.flush()
+            if row.role == "champion":  # audited and announced in the same transaction
+                model_admin.champion_trained(session, settings, row)
             _purge_old_artifacts(session, settings, row)
     except IntegrityError:  # Postgres: the concurrent twin committed between check and insert
         with session_scope(engine, readonly=True) as session:
