@@ -11,7 +11,7 @@ from sqlmodel import Session, SQLModel
 CHUNK_ROWS = 500  # stays well under SQLite's bound-parameter limit
 
 
-def _insert(session: Session, model: type[SQLModel]) -> Any:
+def dialect_insert(session: Session, model: type[SQLModel]) -> Any:
     dialect = session.get_bind().dialect.name
     table = model.__table__
     if dialect == "postgresql":
@@ -36,7 +36,7 @@ def upsert(
     rows = list(rows)
     touched = 0
     for start in range(0, len(rows), CHUNK_ROWS):
-        stmt = _insert(session, model).values(rows[start : start + CHUNK_ROWS])
+        stmt = dialect_insert(session, model).values(rows[start : start + CHUNK_ROWS])
         if update:
             stmt = stmt.on_conflict_do_update(
                 index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}

@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session
 
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import TaskRun, utcnow
-from signalcast.db.upsert import insert_ignore
+from signalcast.db.upsert import dialect_insert
 from signalcast.errors import SignalcastError
 
 
@@ -32,6 +32,19 @@ class RunRecorder:
 
     def progress(self, message: str) -> None:
         self._set(progress=message[:500])
+
+
+def _start(session: Session, task_id: str, name: str, args: dict[str, Any]) -> int:
+    """Insert the run, or count one more attempt of it, in one statement; returns attempts."""
+    stmt = dialect_insert(session, TaskRun).values(
+        task_id=task_id, name=name, args=args, status="running", attempts=1, result={},
+        started_at=utcnow())
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["task_id"],
+        set_={"attempts": TaskRun.__table__.c.attempts + 1, "status": "running",
+              "started_at": stmt.excluded.started_at},
+    ).returning(TaskRun.__table__.c.attempts)
+    return session.connection().execute(stmt).scalar_one()
 
 
 class GaveUp(SignalcastError):
@@ -54,16 +67,9 @@ def recorded_run(engine: Engine, task_id: str, retries: int, name: str,
 
         max_lost = get_settings().workers.max_lost_deliveries
     with session_scope(engine) as session:
-        first = insert_ignore(session, TaskRun, {
-            "task_id": task_id, "name": name, "args": args, "status": "running",
-            "attempts": 1, "result": {}, "started_at": utcnow()}, keys=["task_id"])
-        if not first:  # a retry or a redelivery of the same task id
-            session.execute(update(TaskRun).where(TaskRun.task_id == task_id).values(
-                attempts=TaskRun.attempts + 1, status="running", started_at=utcnow()))
+        attempts = _start(session, task_id, name, args)
     recorder = RunRecorder(engine, task_id)
-    with session_scope(engine, readonly=True) as session:
-        run = session.exec(select(TaskRun).where(TaskRun.task_id == task_id)).one()
-    lost = run.attempts - 1 - retries
+    lost = attempts - 1 - retries
     if lost >= max_lost:
         message = (f"gave up: the worker died {lost} times while running this task; "
                    "check worker memory and time limits, then re-enqueue it")

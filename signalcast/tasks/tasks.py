@@ -97,3 +97,9 @@ def send_alerts(self: Task) -> dict:
     with _recorded(self, "send_alerts", {}) as run:
         run.result = drain_outbox(_engine(), transports_for(get_settings())).to_dict()
         return run.result
+
+
+@app.task(name="signalcast.ping", acks_late=False)
+def ping() -> str:
+    """A no-op round trip: health probes and the engine-ceiling benchmark use it."""
+    return "pong"
