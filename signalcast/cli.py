@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from signalcast.config import Settings, load_settings
@@ -24,6 +25,15 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 config_cli = typer.Typer(help="Configuration.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(config_cli, name="config")
+
+
+def _mount_subcommands() -> None:
+    from signalcast.cli_models import models_cli
+
+    cli.add_typer(models_cli, name="models")
+
+
+_mount_subcommands()
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-C", help="YAML config file "
                                                 "(default: $SIGNALCAST_CONFIG or packaged)")]
@@ -172,15 +182,28 @@ def ingest(
     = None,
     repair: Annotated[bool, typer.Option(help="repair what can be repaired, with a log")]
     = False,
+    backfill: Annotated[int | None, typer.Option(
+        "--backfill", min=1, metavar="DAYS",
+        help="also fetch the last DAYS of history from the configured source (resumes where "
+             "an earlier run stopped; asks again for recorded gaps)")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Store closed candles: from a file (--file, --asset), else from the configured source."""
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from signalcast.data import load_candles
     from signalcast.db.engine import init_db, session_scope
     from signalcast.services.candles import store_candles
-    from signalcast.services.ingest import ingest_asset
+    from signalcast.services.ingest import IngestProgress, ingest_asset
 
     settings = _settings(config)
+    if file is not None and backfill is not None:
+        raise typer.BadParameter("--backfill fetches from the configured source; "
+                                 "it cannot be combined with --file")
+    if backfill is not None and settings.data.source == "stored":
+        raise typer.BadParameter("--backfill needs data.source 'exchange' (or 'synthetic'); "
+                                 "with 'stored', load history with --file")
     engine = init_db(settings.env.database_url)
     now = datetime.now(UTC)
     if file is not None:
@@ -193,10 +216,39 @@ def ingest(
         console.print(f"{cfg.symbol}: {stored} closed candles stored from {file} "
                       f"({candles.index[0]:%Y-%m-%d %H:%M} .. {candles.index[-1]:%Y-%m-%d %H:%M})")
         return
-    for cfg in settings.assets if asset is None else [settings.asset(asset)]:
-        with session_scope(engine) as session:
-            result = ingest_asset(session, settings, cfg.symbol, now)
-        console.print(f"{cfg.symbol}: {result['stored']} candles stored, newest {result['last']}")
+    failed = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        for cfg in settings.assets if asset is None else [settings.asset(asset)]:
+            task = bar.add_task(f"{cfg.symbol}: connecting", total=None)
+
+            def show(p: IngestProgress, task=task) -> None:
+                through = f" through {p.through:%Y-%m-%d %H:%M}" if p.through else ""
+                bar.update(task, completed=p.stored, total=p.wanted or None,
+                           description=f"{p.asset}: candles{through}")
+
+            try:
+                with session_scope(engine) as session:
+                    result = ingest_asset(session, settings, cfg.symbol, now,
+                                          backfill_days=backfill, progress=show)
+            except SignalcastError as exc:
+                bar.remove_task(task)
+                console.print(f"[red]{escape(cfg.symbol)}[/red]: {escape(str(exc))}",
+                              highlight=False)
+                failed.append(cfg.symbol)
+                continue
+            bar.remove_task(task)
+            extra = f", {result['calls']} exchange call(s)" if "calls" in result else ""
+            if result.get("dropped"):
+                extra += f", {result['dropped']} invalid candle(s) dropped"
+            console.print(f"{cfg.symbol}: {result['stored']} candles stored, newest "
+                          f"{result['last']}{extra}")
+            for gap in result.get("gaps", []):
+                console.print(f"[yellow]{escape(cfg.symbol)}: open gap {gap['first']} .. "
+                              f"{gap['last']} ({gap['missing']} candles): "
+                              f"{escape(gap['reason'])}[/yellow]", highlight=False)
+    if failed:
+        raise typer.Exit(2)
 
 
 @cli.command()
@@ -210,9 +262,10 @@ def worker(
 ) -> None:
     """Start a Celery worker process consuming QUEUES (needs SIGNALCAST_BROKER_URL)."""
     from signalcast.runtime import set_settings
-    from signalcast.tasks.app import QUEUES, app, configure
+    from signalcast.tasks.app import QUEUES, app, configure, pin_model_threads
 
     settings = _settings(config)
+    pin_model_threads(settings.workers.model_threads)
     if settings.env.broker_url is None:
         raise SignalcastError("signalcast worker needs SIGNALCAST_BROKER_URL (redis://host:6379/0)"
                               "; on one machine without Redis, `signalcast demo` runs embedded")
@@ -315,7 +368,7 @@ def main() -> None:
     try:
         cli()
     except SignalcastError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -8,8 +8,6 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
-CHUNK_ROWS = 500  # stays well under SQLite's bound-parameter limit
-
 
 def dialect_insert(session: Session, model: type[SQLModel]) -> Any:
     dialect = session.get_bind().dialect.name
@@ -31,21 +29,23 @@ def upsert(
     """Insert ``rows``; on a conflict on ``keys`` update the ``update`` columns (or do nothing
     when ``update`` is None). Returns how many rows were inserted or changed.
 
-    The count comes from ``RETURNING`` (SQLite >= 3.35 and Postgres): the driver's rowcount is
-    -1 for these statements under psycopg, and a wrong count would break idempotency checks."""
+    One statement, executed with the rows as parameters, so SQLAlchemy compiles it once and
+    batches the rows itself. The count comes from ``RETURNING`` (SQLite >= 3.35 and Postgres):
+    the driver's rowcount is -1 for these statements under psycopg, and a wrong count would
+    break idempotency checks.
+    """
     rows = list(rows)
-    touched = 0
-    for start in range(0, len(rows), CHUNK_ROWS):
-        stmt = dialect_insert(session, model).values(rows[start : start + CHUNK_ROWS])
-        if update:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
-            )
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-        stmt = stmt.returning(model.__table__.c[keys[0]])
-        touched += len(session.connection().execute(stmt).all())
-    return touched
+    if not rows:
+        return 0
+    stmt = dialect_insert(session, model)
+    if update:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    stmt = stmt.returning(model.__table__.c[keys[0]])
+    return len(session.connection().execute(stmt, rows).all())
 
 
 def insert_ignore(session: Session, model: type[SQLModel], row: dict[str, Any],
