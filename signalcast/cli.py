@@ -76,9 +76,8 @@ def replay(
 ) -> None:
     """Replay the tick loop over stored history (e.g. a loaded CSV) on a simulated clock."""
     from signalcast.db.engine import init_db
-    from signalcast.demo import wait_chain
     from signalcast.scheduler.jobs import candle_close_tick
-    from signalcast.tasks.runner import task_runtime
+    from signalcast.tasks.runner import task_runtime, wait_chain
     from signalcast.timeframes import timeframe_to_timedelta
 
     settings = _settings(config)
@@ -101,13 +100,13 @@ def replay(
 
 
 def _run_training(settings: Settings, now: datetime, assets, targets, families) -> None:
-    from signalcast.demo import _train_with_progress
     from signalcast.scheduler.jobs import train_signatures
+    from signalcast.tasks.runner import train_with_progress
 
     failures: list[str] = []
     signatures = train_signatures(settings, now, assets=assets, targets=targets,
                                   families=families)
-    _train_with_progress(signatures, console, failures)
+    train_with_progress(signatures, console, failures)
     for failure in failures:
         console.print(f"[red]training failed[/red]: {failure}")
     if failures:
@@ -307,9 +306,8 @@ def tick(
 ) -> None:
     """Enqueue one candle-close tick now, exactly as the scheduler would (needs workers)."""
     from signalcast.db.engine import init_db
-    from signalcast.demo import wait_chain
     from signalcast.scheduler.jobs import candle_close_tick
-    from signalcast.tasks.runner import task_runtime
+    from signalcast.tasks.runner import task_runtime, wait_chain
 
     settings = _settings(config)
     engine = init_db(settings.env.database_url)

@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from celery.result import AsyncResult
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from signalcast.config import Settings, load_settings
@@ -24,11 +22,9 @@ from signalcast.notifier.transports import set_console_writer
 from signalcast.runtime import set_settings
 from signalcast.scheduler.jobs import candle_close_tick, train_signatures
 from signalcast.services import summary
-from signalcast.tasks.app import app, configure, embedded_worker
+from signalcast.tasks.runner import task_runtime, train_with_progress, wait_chain
 from signalcast.tasks.tasks import ingest
 from signalcast.timeframes import timeframe_to_timedelta
-
-TASK_TIMEOUT_S = 600
 
 
 @dataclass
@@ -50,19 +46,6 @@ def demo_settings(database: Path, config: Path | None = None) -> Settings:
     return Settings(file, settings.env, settings.source)
 
 
-def wait_chain(result: AsyncResult, timeout: float = TASK_TIMEOUT_S) -> str | None:
-    """Wait for every link of a chain, oldest first. Returns the first failure, or None."""
-    links = []
-    while result is not None:
-        links.append(result)
-        result = result.parent
-    for link in reversed(links):
-        link.get(timeout=timeout, interval=0.005, propagate=False)
-        if link.failed():
-            return f"{link.id}: {link.result!r}"
-    return None
-
-
 def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
              history_days: int = 400, config: Path | None = None,
              console: Console | None = None) -> DemoReport:
@@ -72,11 +55,7 @@ def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
     database = (workdir / "demo.db").resolve()
     for stale in workdir.glob("demo.db*"):  # the demo's own previous run
         stale.unlink()
-    settings = demo_settings(database, config)
-    set_settings(settings)
-    configure(settings)
-    app.conf.broker_transport_options = {**app.conf.broker_transport_options,
-                                         "polling_interval": 0.005}
+    settings = demo_settings(database, config)  # no broker URL: the embedded worker
     engine = init_db(settings.env.database_url)
     step = timeframe_to_timedelta(settings.assets[0].timeframe)
     t0 = settings.data.start + timedelta(days=history_days)
@@ -87,13 +66,13 @@ def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
     failures: list[str] = []
     set_console_writer(lambda text: console.print(text, markup=False, highlight=False,
                                                     soft_wrap=True))
-    with embedded_worker(app):
+    with task_runtime(settings):
         console.print(f"ingesting {history_days} days of synthetic history ...")
         for asset in settings.assets:
             failure = wait_chain(ingest.delay(asset.symbol, t0.isoformat()))
             if failure:
                 raise RuntimeError(f"ingest failed: {failure}")
-        _train_with_progress(train_signatures(settings, t0), console, failures)
+        train_with_progress(train_signatures(settings, t0), console, failures)
 
         console.print(f"replaying {ticks} ticks on a simulated clock from {t0:%Y-%m-%d %H:%M} "
                       "UTC (alerts print as they are sent)")
@@ -119,30 +98,6 @@ def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
     set_settings(None)
     set_console_writer(None)
     return report
-
-
-def _train_with_progress(signatures: list, console: Console, failures: list) -> None:
-    """Enqueue train tasks and show a progress bar with each finished model's metrics."""
-    results = [s.apply_async() for s in signatures]
-    columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn(), TextColumn("{task.description}"))
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("", total=len(results))
-        pending = list(results)
-        while pending:
-            for result in [r for r in pending if r.ready()]:
-                pending.remove(result)
-                progress.advance(bar)
-                if result.failed():
-                    failures.append(f"{result.id}: {result.result!r}")
-                    progress.update(bar, description=f"[red]failed[/red] {result.id}")
-                    continue
-                r = result.result
-                auc = r["metrics"]["auc"]
-                progress.update(bar, description=(
-                    f"{r['asset']} {r['target']} {r['family']} v{r['version']} "
-                    f"AUC {auc:.3f} Brier {r['metrics']['brier']:.3f}"))
-            time.sleep(0.05)
 
 
 def print_report(report: DemoReport, console: Console) -> None:

@@ -19,10 +19,10 @@ from sqlmodel import select
 
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import ModelVersion, Prediction, TaskRun
-from signalcast.demo import wait_chain
 from signalcast.runtime import set_settings
 from signalcast.scheduler.jobs import candle_close_tick, train_signatures
 from signalcast.tasks.app import app, configure
+from signalcast.tasks.runner import wait_chain
 from tests.conftest import seed_history, write_config
 from tests.processes import signalcast_env, start_worker, stop, wait_for_workers, workers
 
