@@ -28,12 +28,15 @@ cli.add_typer(config_cli, name="config")
 
 
 def _mount_subcommands() -> None:
+    from signalcast.cli_bot import bot
     from signalcast.cli_models import models_cli
+    from signalcast.cli_ops import health, metrics
 
     cli.add_typer(models_cli, name="models")
+    cli.command("bot")(bot)
+    cli.command("metrics")(metrics)
+    cli.command("health")(health)
 
-
-_mount_subcommands()
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-C", help="YAML config file "
                                                 "(default: $SIGNALCAST_CONFIG or packaged)")]
@@ -278,6 +281,9 @@ def worker(
             "--pool", "prefork"]
     if hostname:
         argv += ["-n", hostname]
+    from signalcast.observability import route_celery_logging
+
+    route_celery_logging()
     app.worker_main(argv)
 
 
@@ -285,10 +291,11 @@ def worker(
 def scheduler(config: ConfigOpt = None) -> None:
     """Start the APScheduler process that enqueues ticks and retraining."""
     from signalcast.db.engine import init_db
+    from signalcast.observability import set_service_level
     from signalcast.scheduler.process import run_scheduler
     from signalcast.tasks.app import configure
 
-    logging.getLogger().setLevel(logging.INFO)  # a long-running service: say what it does
+    set_service_level(logging.INFO)  # a long-running service says what it does
     settings = _settings(config)
     if settings.env.broker_url is None:
         raise SignalcastError("signalcast scheduler needs SIGNALCAST_BROKER_URL so workers can "
@@ -361,8 +368,13 @@ def _print_status_tables(settings: Settings, brief: bool = False, as_json: bool 
     render_status(data, console, brief=brief)
 
 
+_mount_subcommands()
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from signalcast.observability import configure_logging_from_env
+
+    configure_logging_from_env()
     try:
         cli()
     except SignalcastError as exc:

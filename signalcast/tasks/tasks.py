@@ -9,6 +9,7 @@ fail at once with their message recorded on the task run.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from datetime import datetime
 
 from celery import Task
@@ -16,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from signalcast.db.engine import get_engine, session_scope
 from signalcast.errors import TemporaryError
+from signalcast.observability import log_context
 from signalcast.runtime import get_settings
 from signalcast.services.runs import recorded_run
 from signalcast.tasks.app import app
@@ -33,9 +35,15 @@ def _run_id(task: Task) -> str:
     return task.request.id or f"local-{uuid.uuid4()}"
 
 
+@contextmanager
 def _recorded(task: Task, name: str, args: dict):
-    """The task's run record (attempts, progress, result, error; gives up on lost workers)."""
-    return recorded_run(_engine(), _run_id(task), task.request.retries, name, args)
+    """The task's run record (attempts, progress, result, error; gives up on lost workers),
+    with task id, name, asset and target on every log line inside it."""
+    run_id = _run_id(task)
+    fields = {k: args[k] for k in ("asset", "target", "family") if k in args}
+    with log_context(task_id=run_id, task=name, **fields), \
+            recorded_run(_engine(), run_id, task.request.retries, name, args) as run:
+        yield run
 
 
 def _when(iso: str) -> datetime:
