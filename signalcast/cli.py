@@ -29,6 +29,7 @@ cli.add_typer(config_cli, name="config")
 
 def _mount_subcommands() -> None:
     from signalcast.cli_bot import bot
+    from signalcast.cli_evaluate import evaluate
     from signalcast.cli_models import models_cli
     from signalcast.cli_ops import health, metrics
 
@@ -36,6 +37,7 @@ def _mount_subcommands() -> None:
     cli.command("bot")(bot)
     cli.command("metrics")(metrics)
     cli.command("health")(health)
+    cli.command("evaluate")(evaluate)
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-C", help="YAML config file "
