@@ -32,8 +32,10 @@ def _mount_subcommands() -> None:
     from signalcast.cli_evaluate import evaluate
     from signalcast.cli_models import models_cli
     from signalcast.cli_ops import health, metrics
+    from signalcast.cli_routing import routing_cli
 
     cli.add_typer(models_cli, name="models")
+    cli.add_typer(routing_cli, name="routing")
     cli.command("bot")(bot)
     cli.command("metrics")(metrics)
     cli.command("health")(health)

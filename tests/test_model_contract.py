@@ -34,6 +34,8 @@ from signalcast.models.calibration import SigmoidCalibrator
 # Every registered family with its defaults, plus River's other variants.
 CASES: list[tuple[str, dict]] = [(name, {}) for name in sorted(registry.families())]
 CASES += [("river", {"variant": "arf", "n_models": 3}), ("river", {"variant": "hoeffding"})]
+# An ensemble with fixed weights (no weight optimisation), the path of configured blends.
+CASES += [("weighted_ensemble", {"members": ["lightgbm", "xgboost"], "weights": [0.8, 0.2]})]
 
 CHECKS = ("not_fitted", "no_mutation", "bytes_round_trip", "same_seed", "unit_interval",
           "tiniest_input", "pickle_free", "artifact_round_trip", "one_row", "planted_signal")

@@ -56,7 +56,7 @@ def test_training_twice_on_the_same_data_returns_the_same_version(engine_and_set
     assert len(first.sha256) == 64 and first.artifact
 
 
-def test_retraining_on_newer_data_adds_a_version_that_becomes_champion(engine_and_settings):
+def test_retraining_adds_a_challenger_and_keeps_the_champion_serving(engine_and_settings):
     engine, settings = engine_and_settings
     now = seed_history(engine, settings)
     old = train_model(engine, settings, "BTC/USDT", "1pct_24", "lightgbm", now=now)
@@ -66,9 +66,15 @@ def test_retraining_on_newer_data_adds_a_version_that_becomes_champion(engine_an
 
         ingest_asset(session, settings, "BTC/USDT", later)
     new = train_model(engine, settings, "BTC/USDT", "1pct_24", "lightgbm", now=later)
-    assert new.version == 2 and new.role == "champion"
+    assert new.version == 2 and new.role == "challenger"
+    with session_scope(engine) as session:
+        assert session.get(ModelVersion, old.id).role == "champion"
+        predict_asset(session, settings, "BTC/USDT", last_closed_open_time(later, "1h"))
     with session_scope(engine, readonly=True) as session:
-        assert session.get(ModelVersion, old.id).role == "retired"
+        rows = {p.model_version_id: p for p in session.exec(select(Prediction)).all()}
+    # the champion serves; the retrained version shadows it (recorded, never served)
+    assert rows[old.id].served and not rows[new.id].served
+    assert rows[new.id].role == "shadow"
 
 
 def test_training_with_too_little_history_says_how_much_is_needed(engine_and_settings):

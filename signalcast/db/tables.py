@@ -173,3 +173,158 @@ class ScheduledEnqueue(SQLModel, table=True):
     fire_time: datetime = _time(primary_key=True)
     enqueued_at: datetime = _time(default_factory=utcnow)
     task_ids: list[str] = _json([])
+
+
+class CandleGap(SQLModel, table=True):
+    """Candles an exchange did not deliver (asked twice), for open times first..last_missing.
+
+    Recorded so ticks do not ask again on every candle and ``signalcast status`` can report them;
+    ``signalcast ingest --backfill`` asks again and marks the gap ``filled`` when data appears.
+    """
+
+    __tablename__ = "candle_gaps"
+    asset: str = Field(primary_key=True, max_length=40)
+    timeframe: str = Field(primary_key=True, max_length=8)
+    first_missing: datetime = _time(primary_key=True)  # open time of the first missing candle
+    last_missing: datetime = _time()  # open time of the last missing candle
+    missing: int  # candles missing in between (both ends included)
+    status: str = Field(default="open", max_length=16)  # open | filled
+    reason: str = Field(default="", max_length=200)
+    checks: int = 1  # how many times the exchange was asked
+    first_seen: datetime = _time(default_factory=utcnow)
+    last_checked: datetime = _time(default_factory=utcnow)
+    filled_at: datetime | None = _time(default=None, nullable=True)
+
+
+class ChatPref(SQLModel, table=True):
+    """What one chat receives, as changed with /pause, /resume, /subscribe and /unsubscribe.
+
+    A chat without a row receives what the configuration says (``alerts.kinds``) when it is a
+    configured chat. ``enrolled`` True adds a chat that is not configured; False opts a
+    configured chat out. ``kinds`` overrides a kind's delivery (on | silent | off).
+    """
+
+    __tablename__ = "chat_prefs"
+    chat_id: str = Field(primary_key=True, max_length=64)
+    enrolled: bool | None = Field(default=None, nullable=True)
+    paused: bool = False
+    kinds: dict = _json()
+    muted_assets: list[str] = _json([])
+    muted_targets: list[str] = _json([])
+    updated_at: datetime = _time(default_factory=utcnow)
+    updated_by: str | None = Field(default=None, max_length=80)
+
+
+class AlertLastSent(SQLModel, table=True):
+    """The last signal sent to a chat per (asset, target): a repeat with the same direction and
+    confidence band before ``until`` (its candle time plus the horizon) is not sent again."""
+
+    __tablename__ = "alert_last_sent"
+    chat_id: str = Field(primary_key=True, max_length=64)
+    asset: str = Field(primary_key=True, max_length=40)
+    target: str = Field(primary_key=True, max_length=40)
+    direction: str = Field(max_length=8)
+    band: str = Field(max_length=16)
+    candle_time: datetime = _time()
+    until: datetime = _time()
+    sent_at: datetime = _time(default_factory=utcnow)
+
+
+class ModelEvent(SQLModel, table=True):
+    """Audit log of champion changes and other model events: who, when, why, from/to version
+    and the statistics that justified it."""
+
+    __tablename__ = "model_events"
+    __table_args__ = (Index("ix_model_events_lookup", "asset", "target", "created_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    asset: str = Field(max_length=40)
+    target: str = Field(max_length=40)
+    event: str = Field(max_length=24)  # retrained | promoted | rolled_back | fallback | drift
+    from_version_id: int | None = Field(default=None, foreign_key="model_versions.id",
+                                        nullable=True)
+    to_version_id: int | None = Field(default=None, foreign_key="model_versions.id",
+                                      nullable=True)
+    from_label: str | None = Field(default=None, max_length=80)  # e.g. "lightgbm v3"
+    to_label: str | None = Field(default=None, max_length=80)
+    actor: str = Field(max_length=80)  # "telegram:123", "cli:alice", "training"
+    reason: str = Field(default="", max_length=500)
+    stats: dict = _json()
+    created_at: datetime = _time(default_factory=utcnow)
+
+
+class WorkerHeartbeat(SQLModel, table=True):
+    """When each Celery worker last answered a ping (the system check's memory)."""
+
+    __tablename__ = "worker_heartbeats"
+    worker: str = Field(primary_key=True, max_length=200)
+    first_seen: datetime = _time(default_factory=utcnow)
+    last_seen: datetime = _time(default_factory=utcnow)
+
+
+# The drainer's rate limiter reads the sends of the last minute.
+Index("ix_alert_outbox_sent_at", AlertOutbox.__table__.c.sent_at)
+
+
+# -- routing: run-time overrides, circuit breakers, online learning, promotion checks ----------
+
+
+class RoutingOverride(SQLModel, table=True):
+    """A run-time change of how one (asset, target) is routed, read on every prediction: a value
+    that is set replaces the configured one (``routing``), None keeps the configured one."""
+
+    __tablename__ = "routing_overrides"
+    asset: str = Field(primary_key=True, max_length=40)
+    target: str = Field(primary_key=True, max_length=40)
+    shadows: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    ab_share: float | None = Field(default=None, nullable=True)
+    ab_challenger: str | None = Field(default=None, max_length=40, nullable=True)
+    updated_at: datetime = _time(default_factory=utcnow)
+    updated_by: str = Field(default="", max_length=80)
+
+
+class ModelBreaker(SQLModel, table=True):
+    """The circuit breaker of one model version, shared by every worker process.
+
+    Times are candle times (the clock of the prediction that tried the model), so a replay on a
+    simulated clock behaves like live serving and a prediction run twice counts once.
+    """
+
+    __tablename__ = "model_breakers"
+    model_version_id: int = Field(primary_key=True, foreign_key="model_versions.id")
+    state: str = Field(default="closed", max_length=16)  # closed | open
+    failures: int = 0  # consecutive failures
+    opened_at: datetime | None = _time(default=None, nullable=True)
+    last_candle: datetime | None = _time(default=None, nullable=True)  # newest counted attempt
+    last_error: str | None = Field(default=None, max_length=300)
+    updated_at: datetime = _time(default_factory=utcnow)
+
+
+class OnlineLearned(SQLModel, table=True):
+    """A resolved outcome an online model version has learned: each is learned once."""
+
+    __tablename__ = "online_learned"
+    model_version_id: int = Field(primary_key=True, foreign_key="model_versions.id")
+    candle_time: datetime = _time(primary_key=True)
+    label: int
+    learned_at: datetime = _time(default_factory=utcnow)
+
+
+class PromotionCheck(SQLModel, table=True):
+    """One champion-vs-challenger comparison on their shared resolved outcomes: the decision
+    (promoted | qualified | kept) and the test statistics. Re-checking the same outcomes adds
+    nothing (unique per pair and sample size)."""
+
+    __tablename__ = "promotion_checks"
+    __table_args__ = (
+        UniqueConstraint("champion_version_id", "challenger_version_id", "n_shared"),
+        Index("ix_promotion_checks_lookup", "asset", "target", "evaluated_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    asset: str = Field(max_length=40)
+    target: str = Field(max_length=40)
+    champion_version_id: int = Field(foreign_key="model_versions.id")
+    challenger_version_id: int = Field(foreign_key="model_versions.id")
+    n_shared: int
+    decision: str = Field(max_length=16)
+    stats: dict = _json()
+    evaluated_at: datetime = _time(default_factory=utcnow)

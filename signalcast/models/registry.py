@@ -35,6 +35,8 @@ BUILTIN: dict[str, str] = {
     "river": "signalcast.models.river_model:RiverModel",
     "random_forest": "signalcast.models.random_forest_model:RandomForestModel",
     "lorentzian": "signalcast.models.lorentzian_model:LorentzianModel",
+    "weighted_ensemble": "signalcast.ensemble.weighted:WeightedEnsemble",
+    "stacking_ensemble": "signalcast.ensemble.stacking:StackingEnsemble",
 }
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from html import escape
@@ -30,11 +31,21 @@ from typing import Any
 from signalcast.errors import ConfigError
 from signalcast.timeframes import timeframe_to_timedelta
 
-__all__ = ["format_alert", "format_generic", "format_signal_html", "format_signal_text"]
+__all__ = [
+    "CAPTION_LIMIT",
+    "MESSAGE_LIMIT",
+    "fit_caption",
+    "format_alert",
+    "format_generic",
+    "format_signal_html",
+    "format_signal_text",
+]
 
 log = logging.getLogger(__name__)
 
 _MAX_VALUE_CHARS = 300  # generic listing: keep one odd value from filling a 4096-char message
+MESSAGE_LIMIT = 4096  # Telegram's limit for a message text
+CAPTION_LIMIT = 1024  # ... and for a photo caption
 
 
 # -- pieces ------------------------------------------------------------------------------------
@@ -132,6 +143,8 @@ def _signal_parts(payload: Mapping[str, Any]) -> dict[str, str]:
         "price": _price(payload["price"]),
         "levels": " | ".join(levels),
         "model": str(payload["model"]),
+        "direction": direction,
+        "band": str(payload.get("band") or ""),
         "threshold": _whole_percent(float(payload["threshold"])),
         "target": str(payload["target"]),
         "candle": f"{payload['timeframe']} candle {_candle_time(payload['candle_time'])}",
@@ -145,10 +158,11 @@ def _signal_parts(payload: Mapping[str, Any]) -> dict[str, str]:
 def format_signal_html(payload: Mapping[str, Any]) -> str:
     """A signal alert in Telegram HTML: a bold headline, then price, model and candle lines."""
     p = {key: escape(value) for key, value in _signal_parts(payload).items()}
+    verdict = f"{p['direction']}, confidence {p['band']} | " if p["band"] else ""
     lines = [
         f"<b>{p['asset']}</b>: {p['claim']}",
         f"Price {p['price']} | {p['levels']}",
-        f"Model {p['model']} | alert threshold {p['threshold']} | target {p['target']}",
+        f"{verdict}Model {p['model']} | alert threshold {p['threshold']} | target {p['target']}",
         p["candle"],
     ]
     if p["notes"]:
@@ -160,6 +174,8 @@ def format_signal_text(payload: Mapping[str, Any]) -> str:
     """A signal alert as two plain lines for the console: the claim, then the details."""
     p = _signal_parts(payload)
     details = [f"price {p['price']}", p["levels"], p["model"], p["candle"]]
+    if p["band"]:
+        details.insert(2, f"confidence {p['band']}")
     if p["notes"]:
         details.append(p["notes"])
     return f"{p['asset']}: {p['claim']}\n" + " | ".join(details)
@@ -176,10 +192,146 @@ def format_generic(kind: str, payload: Mapping[str, Any], html: bool) -> str:
     return "\n".join(lines)
 
 
+# -- other kinds: a headline, detail lines and an optional note --------------------------------
+
+
+def _render(headline: str, lines: list[str], note: str, html: bool) -> str:
+    """Bold headline, plain lines, italic note (HTML, every value escaped) or plain text;
+    lines that would pass Telegram's message limit are replaced by a count."""
+    def wrap(text: str, tag: str) -> str:
+        return f"<{tag}>{escape(text)}</{tag}>" if html else text
+
+    out = [wrap(headline, "b")]
+    used = len(out[0]) + len(note) + 60
+    for i, line in enumerate(lines):
+        shown = escape(line) if html else line
+        if used + len(shown) + 1 > MESSAGE_LIMIT:
+            out.append(f"... {len(lines) - i} more")
+            break
+        out.append(shown)
+        used += len(shown) + 1
+    if note:
+        out.append(wrap(note, "i"))
+    return "\n".join(out)
+
+
+_RESULT_WORDS = {"hit": "Hit", "miss": "Miss", "expired": "Expired"}
+
+
+def _outcome(payload: Mapping[str, Any], html: bool) -> str:
+    result = str(payload["result"])
+    move = _move(float(payload["pct"]))
+    up = f"+{move} at {_price(payload['up_level'])}"
+    down = f"-{move} at {_price(payload['down_level'])}"
+    direction = str(payload["direction"]).upper()
+    if result == "expired":
+        what = (f"neither {up} nor {down} within "
+                f"{_horizon(int(payload['horizon']), payload['timeframe'])}")
+    else:
+        touched = up if int(payload["label"]) == 1 else down
+        what = f"{touched} touched first, after {int(payload['bars'])} candle(s)"
+    band = f", confidence {payload['band']}" if payload.get("band") else ""
+    return _render(
+        f"{_RESULT_WORDS[result]}: {payload['asset']} {payload['target']}",
+        [f"{direction} signal at {_whole_percent(float(payload['probability']))}{band} "
+         f"({payload['model']}), {payload['timeframe']} candle "
+         f"{_candle_time(payload['candle_time'])}", what], "", html)
+
+
+def _summary(payload: Mapping[str, Any], html: bool) -> str:
+    lines, resolved, hits = [], 0, 0
+    for row in payload["rows"]:
+        name = f"{row['asset']} {row['target']}"
+        if not row["resolved"]:
+            lines.append(f"{name}: nothing resolved ({row['expired']} expired)")
+            continue
+        auc = "n/a" if row["auc"] is None else f"{row['auc']:.2f}"
+        lines.append(f"{name}: hit rate {row['hit_rate']:.0%} ({row['hits']}/{row['resolved']})"
+                     f", live AUC {auc}, {row['expired']} expired")
+        resolved, hits = resolved + row["resolved"], hits + row["hits"]
+    total = f"All: hit rate {hits / resolved:.0%} ({hits}/{resolved})" if resolved else ""
+    return _render(f"Daily summary: last {payload['days']} day(s) to "
+                   f"{_candle_time(payload['until'])}", lines, total, html)
+
+
+_EVENT_WORDS = {"retrained": "New champion trained", "promoted": "Model promoted",
+                "rolled_back": "Model rolled back", "fallback": "Model fallback",
+                "drift": "Model drift"}
+
+
+def _stat_changes(stats: Mapping[str, Any]) -> str:
+    """``{"from": {"auc": .61}, "to": {"auc": .64}}`` -> "AUC 0.610 -> 0.640"."""
+    before, after = stats.get("from") or {}, stats.get("to") or {}
+    parts = []
+    for key in ("auc", "brier"):
+        new = after.get(key)
+        if isinstance(new, int | float):
+            old = before.get(key)
+            old_text = f"{old:.3f} -> " if isinstance(old, int | float) else ""
+            parts.append(f"{key.upper() if key == 'auc' else key.title()} {old_text}{new:.3f}")
+    return " | ".join(parts)
+
+
+def _model(payload: Mapping[str, Any], html: bool) -> str:
+    event = str(payload["event"])
+    lines = []
+    if payload.get("to") and payload.get("from"):
+        lines.append(f"{payload['to']} replaces {payload['from']}")
+    elif payload.get("to"):
+        lines.append(f"now serving {payload['to']}")
+    elif payload.get("from"):
+        lines.append(f"{payload['from']}")
+    changes = _stat_changes(payload.get("stats") or {})
+    if changes:
+        lines.append(changes)
+    who = f"by {payload['actor']}" if payload.get("actor") else ""
+    why = str(payload.get("reason") or "")
+    note = ": ".join(part for part in (who, why) if part)
+    return _render(f"{_EVENT_WORDS.get(event, event)}: {payload['asset']} {payload['target']}",
+                   lines, note, html)
+
+
+def _system(payload: Mapping[str, Any], html: bool) -> str:
+    check = str(payload["check"])
+    if check == "worker_silent":
+        headline = f"System: worker {payload['worker']} is silent"
+        lines = [f"last answered a ping at {_candle_time(payload['last_seen'])}"]
+    elif check == "scheduler_silent":
+        headline = "System: the scheduler is silent"
+        lines = [f"last candle tick enqueued at {_candle_time(payload['last_tick'])}"]
+    elif check == "task_failures":
+        headline = (f"System: task {payload['task']} failed {payload['failures']} times "
+                    f"in {payload['minutes']} min")
+        lines = [f"last error: {payload['last_error']}"] if payload.get("last_error") else []
+    else:
+        raise ValueError(f"unknown system check {check!r}")
+    return _render(headline, lines, "", html)
+
+
+def _both(render: Callable[[Mapping[str, Any], bool], str]) -> tuple[Callable, Callable]:
+    return (lambda payload: render(payload, True)), (lambda payload: render(payload, False))
+
+
 _FORMATTERS: dict[str, tuple[Callable[[Mapping[str, Any]], str], ...]] = {
     # kind -> (html formatter, plain-text formatter)
     "signal": (format_signal_html, format_signal_text),
+    "outcome": _both(_outcome),
+    "summary": _both(_summary),
+    "model": _both(_model),
+    "system": _both(_system),
 }
+
+
+def fit_caption(text: str, limit: int = CAPTION_LIMIT) -> str:
+    """``text`` shortened to ``limit`` characters for a photo caption by dropping whole lines
+    from the end (each line closes its own tags, so the HTML stays valid)."""
+    lines = text.split("\n")
+    while len(lines) > 1 and len("\n".join(lines)) > limit:
+        lines.pop()
+    if len(lines[0]) <= limit:
+        return "\n".join(lines)
+    # one overlong line: drop its tags, cut it, and never leave half an entity like "&am"
+    return re.sub(r"&[#\w]*$", "", re.sub(r"<[^>]*>", "", lines[0])[: limit - 3]) + "..."
 
 
 def format_alert(kind: str, payload: Mapping[str, Any], html: bool) -> str:

@@ -15,11 +15,19 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from signalcast.config import Settings
 from signalcast.db.engine import get_engine
+from signalcast.routing.jobs import evaluate_promotions
 from signalcast.scheduler.catchup import catch_up
-from signalcast.scheduler.jobs import candle_close_tick, retrain_all
+from signalcast.scheduler.jobs import (
+    candle_close_tick,
+    daily_summary,
+    drain_due_alerts,
+    retrain_all,
+    system_check,
+)
 from signalcast.scheduler.leader import LeaderLock
 from signalcast.timeframes import timeframe_to_timedelta
 
@@ -53,6 +61,22 @@ def build_scheduler(settings: Settings, scheduler_cls=BlockingScheduler):
         lambda: retrain_all(engine, settings, datetime.now(UTC)),
         CronTrigger.from_crontab(settings.schedule.retrain_cron, timezone=UTC),
         id="retrain", name="retrain champions")
+    scheduler.add_job(
+        lambda: evaluate_promotions(engine, settings, datetime.now(UTC)),
+        CronTrigger.from_crontab(settings.schedule.promotion_cron, timezone=UTC),
+        id="promotions", name="promote challengers that beat their champion")
+    scheduler.add_job(
+        lambda: daily_summary(engine, settings, datetime.now(UTC)),
+        CronTrigger.from_crontab(settings.schedule.summary_cron, timezone=UTC),
+        id="summary", name="daily summary alert")
+    scheduler.add_job(
+        lambda: system_check(engine, settings, datetime.now(UTC)),
+        IntervalTrigger(minutes=settings.schedule.health_check_minutes, timezone=UTC),
+        id="system_check", name="system health check")
+    scheduler.add_job(
+        lambda: drain_due_alerts(engine, settings, datetime.now(UTC)),
+        IntervalTrigger(seconds=settings.schedule.alerts_retry_seconds, timezone=UTC),
+        id="drain_alerts", name="send alerts that wait")
     return scheduler
 
 

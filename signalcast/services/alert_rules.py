@@ -1,38 +1,115 @@
-"""Alert rules: when a served probability becomes an alert, and which chats receive it.
+"""Alert rules: when something becomes an alert, what it says, and which chats receive it.
 
-The prediction service calls :func:`queue_signal_alerts` inside its transaction, so a prediction
-and its alerts commit together (the outbox pattern); the unique key (chat, asset, target,
-candle, kind) makes a repeated prediction queue nothing new.
+Every alert is a row of the outbox, keyed (chat, asset, target, candle time, kind), so queuing
+the same alert twice inserts nothing. The callers queue inside their own transaction:
+
+- ``signal``: the prediction service, for a probability at or above the target's threshold;
+- ``outcome``: outcome resolution, when a candle that was signalled resolves (hit/miss/expired);
+- ``summary``: the daily scheduler job (hit rate and live AUC per asset and target);
+- ``model``: a champion change (training, promotion, rollback) or a model fallback/drift;
+- ``system``: the health check (a silent worker or scheduler, repeated task failures).
+
+A chat receives a kind ``on``, ``silent`` (no notification sound) or not at all (``off``), from
+``alerts.kinds`` unless the chat changed it (:class:`~signalcast.db.tables.ChatPref`). The same
+rule is asked again when the alert is sent, so a /pause also holds back alerts already queued.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import func
+from sqlmodel import Session, select
 
 from signalcast.config import Settings, TargetConfig
-from signalcast.db.tables import AlertOutbox, ModelVersion
-from signalcast.db.upsert import insert_ignore
+from signalcast.db.tables import (
+    AlertLastSent,
+    AlertOutbox,
+    ChatPref,
+    ModelVersion,
+    Outcome,
+    Prediction,
+    ScheduledEnqueue,
+    TaskRun,
+    WorkerHeartbeat,
+    utcnow,
+)
+from signalcast.db.upsert import insert_ignore, upsert
+from signalcast.features import DOWN, UP
+from signalcast.timeframes import timeframe_to_timedelta, utc
 
 CONSOLE_CHAT = "console"
+SYSTEM = "system"  # the asset column of system alerts
+ALL = "*"  # the asset column of summary alerts
+
+
+# -- who receives what -------------------------------------------------------------------------
 
 
 def alert_chats(settings: Settings) -> list[str]:
+    """The configured chats: the console (``alerts.console``) and, with a Telegram token,
+    ``SIGNALCAST_TELEGRAM_CHAT_IDS``."""
     chats = [CONSOLE_CHAT] if settings.alerts.console else []
     if settings.env.telegram_token is not None:
         chats += settings.telegram_chat_ids
     return chats
 
 
-def queue_signal_alerts(session: Session, settings: Settings, payload: dict) -> int:
-    """Write one outbox row per receiving chat; returns how many were new."""
-    candle_time = datetime.fromisoformat(payload["candle_time"])
+def delivery_mode(pref: ChatPref | None, settings: Settings, kind: str,
+                  asset: str | None = None, target: str | None = None) -> str:
+    """``on``, ``silent`` or ``off``: how a chat with ``pref`` receives an alert of ``kind``."""
+    default = settings.alerts.kinds.get(kind, "on")
+    if pref is None:
+        return default
+    if pref.paused or pref.enrolled is False:
+        return "off"
+    if asset in pref.muted_assets or target in pref.muted_targets:
+        return "off"
+    return pref.kinds.get(kind, default)
+
+
+def chat_prefs(session: Session) -> dict[str, ChatPref]:
+    return {pref.chat_id: pref for pref in session.exec(select(ChatPref)).all()}
+
+
+def recipients(session: Session, settings: Settings, kind: str, asset: str | None = None,
+               target: str | None = None) -> list[str]:
+    """Chats that receive this alert now: configured chats plus chats enrolled with
+    /subscribe (those need a Telegram token too), minus chats for which it is ``off``."""
+    prefs = chat_prefs(session)
+    chats = [chat for chat in alert_chats(settings)
+             if chat != CONSOLE_CHAT or kind in settings.alerts.console_kinds]
+    if settings.env.telegram_token is not None:
+        chats += sorted(c for c, p in prefs.items() if p.enrolled and c not in chats)
+    return [chat for chat in chats
+            if delivery_mode(prefs.get(chat), settings, kind, asset, target) != "off"]
+
+
+def _queue(session: Session, settings: Settings, kind: str, asset: str, target: str,
+           at: datetime, payload: dict[str, Any]) -> int:
+    """One outbox row per receiving chat; returns how many were new."""
+    real_asset = None if asset in (SYSTEM, ALL) else asset
     return sum(int(insert_ignore(session, AlertOutbox, {
-        "chat_id": chat, "asset": payload["asset"], "target": payload["target"],
-        "candle_time": candle_time, "kind": "signal", "payload": payload,
+        "chat_id": chat, "asset": asset[:40], "target": target[:40], "candle_time": at,
+        "kind": kind, "payload": payload,
     }, keys=["chat_id", "asset", "target", "candle_time", "kind"]))
-        for chat in alert_chats(settings))
+        for chat in recipients(session, settings, kind, real_asset, target))
+
+
+# -- signal ------------------------------------------------------------------------------------
+
+
+def confidence_band(probability: float, threshold: float, margin: float) -> str:
+    """``high`` from ``threshold + margin``, ``medium`` from ``threshold``, else ``low``.
+
+    >>> confidence_band(0.81, 0.7, 0.1), confidence_band(0.75, 0.7, 0.1)
+    ('high', 'medium')
+    """
+    if probability >= threshold + margin - 1e-9:
+        return "high"
+    return "medium" if probability >= threshold - 1e-9 else "low"
 
 
 def signal_payload(asset: str, timeframe: str, target: TargetConfig, version: ModelVersion,
@@ -49,3 +126,200 @@ def signal_payload(asset: str, timeframe: str, target: TargetConfig, version: Mo
         "up_level": price * (1 + target.pct), "down_level": price * (1 - target.pct),
         "fallback": None, "conflict": False,
     }
+
+
+def queue_signal_alerts(session: Session, settings: Settings, payload: dict) -> int:
+    """Queue a signal, with its confidence band, for every receiving chat for which it is not a
+    repeat; returns how many rows were new (0 when this prediction was queued before).
+
+    A repeat is the same direction and band as the last signal alerted to that chat for this
+    (asset, target), within that signal's horizon (``alerts.debounce``). The last alerted
+    signal is stored per (chat, asset, target) in the same transaction.
+    """
+    asset, target = payload["asset"], payload["target"]
+    candle_time = utc(datetime.fromisoformat(payload["candle_time"]))
+    band = confidence_band(payload["probability"], payload["threshold"],
+                           settings.alerts.high_band_margin)
+    payload = {**payload, "band": band}
+    queued = 0
+    for chat in recipients(session, settings, "signal", asset, target):
+        last = session.get(AlertLastSent, (chat, asset, target))
+        if settings.alerts.debounce and is_repeat(last, payload["direction"], band, candle_time):
+            continue
+        if not insert_ignore(session, AlertOutbox, {
+                "chat_id": chat, "asset": asset, "target": target, "candle_time": candle_time,
+                "kind": "signal", "payload": payload},
+                keys=["chat_id", "asset", "target", "candle_time", "kind"]):
+            continue
+        queued += 1
+        if last is None or last.candle_time < candle_time:
+            upsert(session, AlertLastSent, [{
+                "chat_id": chat, "asset": asset, "target": target,
+                "direction": payload["direction"], "band": band, "candle_time": candle_time,
+                "until": candle_time + signal_window(payload), "sent_at": utcnow()}],
+                keys=["chat_id", "asset", "target"],
+                update=["direction", "band", "candle_time", "until", "sent_at"])
+    return queued
+
+
+def is_repeat(last: AlertLastSent | None, direction: str, band: str,
+              candle_time: datetime) -> bool:
+    """True when ``last`` already told the chat this: same direction and band, and the new
+    candle falls inside the last signal's horizon."""
+    return (last is not None and last.direction == direction and last.band == band
+            and last.candle_time < candle_time < last.until)
+
+
+def signal_window(payload: Mapping[str, Any]) -> timedelta:
+    """How long a signal stands: its horizon in candles of its timeframe."""
+    return timeframe_to_timedelta(payload["timeframe"]) * int(payload["horizon"])
+
+
+# -- outcome -----------------------------------------------------------------------------------
+
+
+def outcome_result(direction: str, label: int) -> str:
+    """``hit`` (the signalled level was touched first), ``miss`` or ``expired``."""
+    if label not in (UP, DOWN):
+        return "expired"
+    return "hit" if (label == UP) == (direction.upper() == "UP") else "miss"
+
+
+def queue_outcome_alerts(session: Session, settings: Settings,
+                         outcome: Outcome | Mapping[str, Any]) -> int:
+    """Tell each chat that was sent (or will be sent) the signal of this outcome's candle how
+    it ended. Called by outcome resolution right after the outcome row is inserted."""
+    get = outcome.get if isinstance(outcome, Mapping) else lambda key: getattr(outcome, key)
+    candle_time, label = utc(get("candle_time")), int(get("label"))
+    signals = session.exec(select(AlertOutbox).where(
+        AlertOutbox.kind == "signal", AlertOutbox.asset == get("asset"),
+        AlertOutbox.target == get("target"), AlertOutbox.candle_time == candle_time,
+        AlertOutbox.status.in_(("pending", "sending", "sent")))).all()
+    prefs = chat_prefs(session)
+    queued = 0
+    for signal in signals:
+        if delivery_mode(prefs.get(signal.chat_id), settings, "outcome", signal.asset,
+                         signal.target) == "off":
+            continue
+        payload = {key: signal.payload.get(key) for key in (
+            "asset", "target", "pct", "horizon", "timeframe", "direction", "probability",
+            "band", "model", "candle_time", "price", "up_level", "down_level")}
+        payload.update(result=outcome_result(str(payload["direction"]), label), label=label,
+                       bars=int(get("bars")), resolved_at=utc(get("resolved_at")).isoformat())
+        queued += int(insert_ignore(session, AlertOutbox, {
+            "chat_id": signal.chat_id, "asset": signal.asset, "target": signal.target,
+            "candle_time": candle_time, "kind": "outcome", "payload": payload,
+        }, keys=["chat_id", "asset", "target", "candle_time", "kind"]))
+    return queued
+
+
+# -- summary -----------------------------------------------------------------------------------
+
+
+def performance(session: Session, settings: Settings, since: datetime,
+                until: datetime) -> list[dict[str, Any]]:
+    """Per configured (asset, target): served predictions resolved in (since, until]: count,
+    hits (the more likely direction happened), hit rate, live AUC, expired."""
+    from sklearn.metrics import roc_auc_score
+
+    rows = session.exec(select(Prediction.asset, Prediction.target, Prediction.prob_up,
+                               Outcome.label).join(
+        Outcome, (Outcome.asset == Prediction.asset) & (Outcome.target == Prediction.target)
+        & (Outcome.candle_time == Prediction.candle_time))
+        .where(Prediction.served, Outcome.resolved_at > since, Outcome.resolved_at <= until)
+    ).all()
+    out = []
+    for asset in settings.assets:
+        for target in settings.targets:
+            mine = [(p, label) for a, t, p, label in rows
+                    if a == asset.symbol and t == target.key]
+            resolved = [(p, label) for p, label in mine if label in (UP, DOWN)]
+            hits = sum((p >= 0.5) == (label == UP) for p, label in resolved)
+            ups = [label == UP for _, label in resolved]
+            auc = (float(roc_auc_score(ups, [p for p, _ in resolved]))
+                   if 0 < sum(ups) < len(ups) else None)
+            out.append({"asset": asset.symbol, "target": target.key, "resolved": len(resolved),
+                        "hits": hits, "hit_rate": hits / len(resolved) if resolved else None,
+                        "auc": auc, "expired": len(mine) - len(resolved)})
+    return out
+
+
+def queue_summary_alerts(session: Session, settings: Settings, now: datetime) -> int:
+    """The daily summary (one per chat per UTC day) over the last ``alerts.summary_days``."""
+    now = utc(now)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    since = now - timedelta(days=settings.alerts.summary_days)
+    payload = {"since": since.isoformat(), "until": now.isoformat(),
+               "days": settings.alerts.summary_days,
+               "rows": performance(session, settings, since, now)}
+    return _queue(session, settings, "summary", ALL, "daily", day, payload)
+
+
+# -- model events ------------------------------------------------------------------------------
+
+
+def queue_model_event_alert(session: Session, settings: Settings, event: str, asset: str,
+                            target: str, *, to_label: str | None = None,
+                            from_label: str | None = None, actor: str = "",
+                            reason: str = "", stats: Mapping[str, Any] | None = None,
+                            at: datetime) -> int:
+    """A model event (``retrained``, ``promoted``, ``rolled_back``, ``fallback``, ``drift``)
+    for chats that receive ``model`` alerts; ``at`` (the event time) keys it."""
+    payload = {"event": event, "asset": asset, "target": target, "from": from_label,
+               "to": to_label, "actor": actor, "reason": reason, "stats": dict(stats or {}),
+               "at": utc(at).isoformat()}
+    return _queue(session, settings, "model", asset, target, utc(at), payload)
+
+
+# -- system health -----------------------------------------------------------------------------
+
+
+def queue_system_alerts(session: Session, settings: Settings, now: datetime, *,
+                        workers_seen: Iterable[str] | None = None) -> int:
+    """Check the system and queue an alert per problem found (once per episode):
+
+    - a worker seen before that has not answered for ``alerts.worker_silent_minutes``
+      (``workers_seen``: the names that answered a ping now; None skips this check);
+    - the scheduler: no candle tick enqueued for two candles of the shortest timeframe plus
+      the misfire grace time;
+    - ``alerts.task_failures`` or more failed runs of one task within the failure window.
+    """
+    now, cfg, queued = utc(now), settings.alerts, 0
+    if workers_seen is not None:
+        seen = sorted(set(workers_seen))
+        if seen:
+            upsert(session, WorkerHeartbeat,
+                   [{"worker": w, "first_seen": now, "last_seen": now} for w in seen],
+                   keys=["worker"], update=["last_seen"])
+        silent_since = now - timedelta(minutes=cfg.worker_silent_minutes)
+        for beat in session.exec(select(WorkerHeartbeat).where(
+                WorkerHeartbeat.last_seen < silent_since)).all():
+            queued += _queue(session, settings, "system", SYSTEM, f"worker:{beat.worker}",
+                             beat.last_seen, {"check": "worker_silent", "worker": beat.worker,
+                                              "last_seen": beat.last_seen.isoformat()})
+
+    last_tick = session.exec(select(func.max(ScheduledEnqueue.enqueued_at)).where(
+        ScheduledEnqueue.job.like("tick:%"))).one()
+    step = min(timeframe_to_timedelta(a.timeframe) for a in settings.assets)
+    allowed = 2 * step + timedelta(seconds=settings.schedule.misfire_grace_seconds)
+    if last_tick is not None and now - last_tick > allowed:
+        queued += _queue(session, settings, "system", SYSTEM, "scheduler", last_tick,
+                         {"check": "scheduler_silent", "last_tick": last_tick.isoformat()})
+
+    window = timedelta(minutes=cfg.failure_window_minutes)
+    bucket = datetime.fromtimestamp(now.timestamp() // window.total_seconds()
+                                    * window.total_seconds(), now.tzinfo)
+    failures = session.exec(select(TaskRun.name, func.count()).where(
+        TaskRun.status == "failed", TaskRun.finished_at > now - window)
+        .group_by(TaskRun.name)).all()
+    for name, count in failures:
+        if count < cfg.task_failures:
+            continue
+        last = session.exec(select(TaskRun.error).where(
+            TaskRun.name == name, TaskRun.status == "failed")
+            .order_by(TaskRun.finished_at.desc()).limit(1)).first()
+        queued += _queue(session, settings, "system", SYSTEM, f"failures:{name}", bucket,
+                         {"check": "task_failures", "task": name, "failures": count,
+                          "minutes": cfg.failure_window_minutes,
+                          "last_error": (last or "").splitlines()[0][:300] if last else ""})
+    return queued

@@ -11,6 +11,7 @@ from signalcast.config import Settings
 from signalcast.db.tables import Outcome, Prediction
 from signalcast.db.upsert import insert_ignore
 from signalcast.features import PENDING, resolve_first_touch
+from signalcast.services.alert_rules import queue_outcome_alerts
 from signalcast.services.candles import read_candles
 from signalcast.timeframes import last_closed_open_time
 
@@ -42,8 +43,9 @@ def resolve_outcomes(session: Session, settings: Settings, asset: str, now: date
             outcome = resolve_first_touch(candles, candle_time, target.pct, target.horizon)
             if outcome.label == PENDING:
                 continue
-            added += int(insert_ignore(session, Outcome, {
-                "asset": asset_cfg.symbol, "target": target.key, "candle_time": candle_time,
-                "label": outcome.label, "bars": outcome.bars, "resolved_at": now,
-            }, keys=["asset", "target", "candle_time"]))
+            row = {"asset": asset_cfg.symbol, "target": target.key, "candle_time": candle_time,
+                   "label": outcome.label, "bars": outcome.bars, "resolved_at": now}
+            if insert_ignore(session, Outcome, row, keys=["asset", "target", "candle_time"]):
+                added += 1
+                queue_outcome_alerts(session, settings, row)
     return added

@@ -1,8 +1,11 @@
 """Predict every target of one asset at one closed candle.
 
-Features are computed once for the candle and shared by all targets. Each target's champion
-serves; its prediction and any alert rows are written in one transaction, keyed so that running
-the same prediction twice inserts nothing new.
+Features are computed once for the candle and shared by all targets and models. For each target
+the router (:mod:`signalcast.routing.router`) decides which version serves (champion, A/B
+challenger or a fallback) and which others predict in shadow; their predictions and any alert
+rows are written in one transaction, keyed (asset, target, model version, candle) so that running
+the same prediction twice inserts nothing new. A target whose served prediction exists already
+(a redelivered task) is not decided again.
 """
 
 from __future__ import annotations
@@ -12,44 +15,80 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import numpy as np
 from sqlmodel import Session, select
 
 from signalcast.config import Settings
 from signalcast.db.tables import ModelVersion, Prediction
-from signalcast.db.upsert import insert_ignore
+from signalcast.db.upsert import upsert
 from signalcast.errors import ArtifactError, DataError
 from signalcast.features import FEATURE_SET, MAX_LOOKBACK, feature_names, latest_features
 from signalcast.models.artifact import ServedModel, load_artifact
-from signalcast.services.alert_rules import queue_signal_alerts, signal_payload
+from signalcast.routing.router import (
+    Decision,
+    ModelOutput,
+    Router,
+    VersionRef,
+    label,
+    model_output,
+)
+from signalcast.services.alert_rules import (
+    queue_model_event_alert,
+    queue_signal_alerts,
+    signal_payload,
+)
 from signalcast.services.candles import read_candles
 from signalcast.timeframes import utc
 
 log = logging.getLogger(__name__)
 
-_cache: dict[int, ServedModel] = {}
+# Loaded models by (version id, sha256): an online model updated in place gets a new sha256 and
+# is loaded again; a rollback or promotion is served at the next candle (roles are read from
+# the database on every prediction).
+_cache: dict[tuple[int, str], ServedModel] = {}
 _cache_lock = threading.Lock()
 CACHE_SIZE = 256
 
 
 def served_model(version: ModelVersion) -> ServedModel:
     """The loaded model for ``version``, verified once and then kept in this process."""
-    with _cache_lock:
-        cached = _cache.get(version.id)
+    cached = _cached(version.id, version.sha256)
     if cached is not None:
         return cached
-    if version.artifact is None:
-        raise ArtifactError(f"{_label(version)}: its artifact was purged; retrain or roll back")
-    model = load_artifact(version.artifact, version.sha256, feature_set=FEATURE_SET,
-                          features=feature_names(), label=_label(version))
+    return _load(version.id, version.artifact, version.sha256, _label(version))
+
+
+def routed_model(session: Session, version: VersionRef) -> ServedModel:
+    """:func:`served_model` for the router's light version rows: the artifact is read only
+    when this process has not loaded this (version, sha256) yet; bytes and checksum are read
+    together, so an online update committed meanwhile cannot mismatch them."""
+    cached = _cached(version.id, version.sha256)
+    if cached is not None:
+        return cached
+    artifact, checksum = session.exec(select(ModelVersion.artifact, ModelVersion.sha256).where(
+        ModelVersion.id == version.id)).one()
+    return _load(version.id, artifact, checksum, _label(version))
+
+
+def _cached(version_id: int, checksum: str) -> ServedModel | None:
     with _cache_lock:
+        return _cache.get((version_id, checksum))
+
+
+def _load(version_id: int, artifact: bytes | None, checksum: str, name: str) -> ServedModel:
+    if artifact is None:
+        raise ArtifactError(f"{name}: its artifact was purged; retrain or roll back")
+    model = load_artifact(artifact, checksum, feature_set=FEATURE_SET, features=feature_names(),
+                          label=name)
+    with _cache_lock:
+        for stale in [k for k in _cache if k[0] == version_id]:
+            del _cache[stale]
         if len(_cache) >= CACHE_SIZE:
             _cache.pop(next(iter(_cache)))
-        _cache[version.id] = model
+        _cache[(version_id, checksum)] = model
     return model
 
 
-def _label(version: ModelVersion) -> str:
+def _label(version: ModelVersion | VersionRef) -> str:
     return f"{version.asset} {version.target} {version.family} v{version.version}"
 
 
@@ -57,13 +96,17 @@ def _label(version: ModelVersion) -> str:
 class PredictResult:
     asset: str
     candle_time: datetime
-    predictions: int = 0  # rows inserted by this call
+    predictions: int = 0  # rows inserted by this call (served and shadow)
     alerts: int = 0  # outbox rows inserted by this call
     skipped: dict[str, str] = field(default_factory=dict)  # target -> why nothing was served
+    served: dict[str, str] = field(default_factory=dict)  # target -> "lightgbm v3 (champion)"
+    fallbacks: dict[str, str] = field(default_factory=dict)  # target -> what failed and why
+    conflicts: list[str] = field(default_factory=list)  # targets whose ensemble members disagree
 
     def to_dict(self) -> dict:
         return {"asset": self.asset, "candle_time": self.candle_time.isoformat(),
-                "predictions": self.predictions, "alerts": self.alerts, "skipped": self.skipped}
+                "predictions": self.predictions, "alerts": self.alerts, "skipped": self.skipped,
+                "served": self.served, "fallbacks": self.fallbacks, "conflicts": self.conflicts}
 
 
 def predict_asset(session: Session, settings: Settings, asset: str,
@@ -83,29 +126,75 @@ def predict_asset(session: Session, settings: Settings, asset: str,
     x = latest_features(candles, asset_cfg.timeframe).reshape(1, -1)
     price = float(candles["close"].iloc[-1])
 
+    def predict(version: VersionRef) -> ModelOutput:
+        return model_output(routed_model(session, version), x)
+
+    recorded: dict[str, dict[int, bool]] = {}
+    for target_key, version_id, served in session.exec(
+            select(Prediction.target, Prediction.model_version_id, Prediction.served).where(
+                Prediction.asset == asset_cfg.symbol, Prediction.candle_time == candle_time)):
+        recorded.setdefault(target_key, {})[version_id] = served
+
+    router = Router(session, settings, asset_cfg.symbol, candle_time)
+    rows: list[dict] = []
     for target in settings.targets:
-        champion = session.exec(select(ModelVersion).where(
-            ModelVersion.asset == asset_cfg.symbol, ModelVersion.target == target.key,
-            ModelVersion.role == "champion")).first()
-        if champion is None:
-            result.skipped[target.key] = "no champion model; train one"
+        before = recorded.get(target.key, {})
+        decision = router.decide(target.key, predict, already_served=any(before.values()),
+                                 recorded=set(before))
+        rows += _prediction_rows(asset_cfg.symbol, candle_time, decision)
+        if any(before.values()):
+            continue  # decided by an earlier run: its alerts were queued with it
+        if decision.fallback:
+            result.fallbacks[target.key] = decision.fallback
+            log.warning("%s %s at %s: fallback: %s", asset_cfg.symbol, target.key,
+                        candle_time.isoformat(), decision.fallback)
+        if decision.served is None:
+            result.skipped[target.key] = decision.fallback or "no champion model; train one"
+            if decision.failures:  # models exist but none could serve: tell the operator
+                result.alerts += _operator_alert(session, settings, asset_cfg.symbol, decision,
+                                                 candle_time, "fallback",
+                                                 "no signal: " + decision.fallback)
             continue
-        try:
-            p_up = float(served_model(champion).predict(x)[0])
-        except (ArtifactError, ValueError) as exc:
-            log.error("%s: cannot serve: %s", _label(champion), exc)
-            result.skipped[target.key] = str(exc)
-            continue
-        if not np.isfinite(p_up):
-            result.skipped[target.key] = f"{_label(champion)} returned {p_up}"
-            continue
-        inserted = insert_ignore(session, Prediction, {
-            "asset": asset_cfg.symbol, "target": target.key, "model_version_id": champion.id,
-            "candle_time": candle_time, "prob_up": p_up, "served": True, "role": "champion",
-        }, keys=["asset", "target", "model_version_id", "candle_time"])
-        result.predictions += int(inserted)
-        payload = signal_payload(asset_cfg.symbol, asset_cfg.timeframe, target, champion,
-                                 candle_time, price, p_up)
+        result.served[target.key] = f"{label(decision.served)} ({decision.role})"
+        if decision.breaker_opened:
+            result.alerts += _operator_alert(
+                session, settings, asset_cfg.symbol, decision, candle_time, "breaker_open",
+                f"circuit opened for {', '.join(decision.breaker_opened)}; served by "
+                f"{label(decision.served)}"
+                + (f" after: {decision.fallback}" if decision.fallback else ""))
+        if decision.output.conflict:
+            result.conflicts.append(target.key)
+        payload = signal_payload(asset_cfg.symbol, asset_cfg.timeframe, target, decision.served,
+                                 candle_time, price, decision.output.p_up)
         if payload is not None:
+            payload.update(fallback=decision.fallback, conflict=decision.output.conflict)
             result.alerts += queue_signal_alerts(session, settings, payload)
+    if rows:
+        result.predictions = upsert(session, Prediction, rows,
+                                    keys=["asset", "target", "model_version_id", "candle_time"])
     return result
+
+
+def _prediction_rows(asset: str, candle_time: datetime, decision: Decision) -> list[dict]:
+    rows = []
+    if decision.served is not None:
+        rows.append({"asset": asset, "target": decision.target,
+                     "model_version_id": decision.served.id, "candle_time": candle_time,
+                     "prob_up": decision.output.p_up, "served": True, "role": decision.role,
+                     "fallback": decision.fallback})
+    rows += [{"asset": asset, "target": decision.target, "model_version_id": version.id,
+              "candle_time": candle_time, "prob_up": output.p_up, "served": False,
+              "role": role, "fallback": None}
+             for version, role, output in decision.unserved]
+    return rows
+
+
+def _operator_alert(session: Session, settings: Settings, asset: str, decision: Decision,
+                    candle_time: datetime, event: str, reason: str) -> int:
+    """A ``model`` alert for the operator, keyed by the candle time (a rerun queues nothing)."""
+    return queue_model_event_alert(
+        session, settings, event, asset, decision.target,
+        to_label=None if decision.served is None else label(decision.served), actor="router",
+        reason=reason[:500], stats={"candle_time": candle_time.isoformat(),
+                                    "failures": decision.failures},
+        at=candle_time)

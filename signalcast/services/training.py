@@ -183,17 +183,16 @@ def _find_existing(session: Session, asset: str, target: str, family: str,
 
 
 def _assign_role(session: Session, settings: Settings, row: ModelVersion) -> None:
-    """The configured champion family's newest version serves; others are challengers.
-    (Champion/challenger routing with promotion tests replaces this rule later.)"""
+    """The first version of the configured champion family serves; every later version enters
+    as a challenger that shadows the champion (the router records it) until the promotion test
+    or an operator promotes it, so a retrain never silently replaces what serves."""
     if row.family != settings.models.champion:
         return
-    current = session.exec(select(ModelVersion).where(
+    current = session.exec(select(ModelVersion.id).where(
         ModelVersion.asset == row.asset, ModelVersion.target == row.target,
-        ModelVersion.role == "champion")).all()
-    for old in current:
-        old.role = "retired"
-        session.add(old)
-    row.role = "champion"
+        ModelVersion.role == "champion")).first()
+    if current is None:
+        row.role = "champion"
 
 
 def _purge_old_artifacts(session: Session, settings: Settings, row: ModelVersion) -> None:

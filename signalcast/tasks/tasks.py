@@ -73,12 +73,14 @@ def predict(self: Task, asset: str, candle_time: str) -> dict:
 
 @app.task(name="signalcast.resolve", bind=True, **RETRY)
 def resolve(self: Task, asset: str, now: str) -> dict:
+    from signalcast.routing.online import learn_from_outcomes
     from signalcast.services.outcomes import resolve_outcomes
 
     with _recorded(self, "resolve", {"asset": asset, "now": now}) as run:
         with session_scope(_engine()) as session:
-            run.result = {"asset": asset,
-                          "outcomes": resolve_outcomes(session, get_settings(), asset, _when(now))}
+            outcomes = resolve_outcomes(session, get_settings(), asset, _when(now))
+        learned = learn_from_outcomes(_engine(), get_settings(), asset, _when(now))
+        run.result = {"asset": asset, "outcomes": outcomes, "online": learned.to_dict()}
         return run.result
 
 

@@ -1,0 +1,100 @@
+"""``signalcast models list|promote|rollback|history``: champion administration from the shell.
+
+The same service functions as the bot's /models, /promote and /rollback
+(:mod:`signalcast.services.model_admin`); mounted on the main CLI under ``models``.
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from signalcast.config import Settings, load_settings
+
+console = Console()
+admin_models_cli = typer.Typer(help="Champion models: list, promote, roll back, audit history.",
+                               no_args_is_help=True, pretty_exceptions_enable=False)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-C", help="YAML config file "
+                                                "(default: $SIGNALCAST_CONFIG or packaged)")]
+ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="why (kept in the audit log)")]
+
+
+def _setup(config: Path | None):
+    from signalcast.db.engine import init_db
+
+    settings: Settings = load_settings(config)
+    return settings, init_db(settings.env.database_url)
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in this environment
+        return "cli"
+
+
+@admin_models_cli.command("list")
+def list_models(asset: Annotated[str | None, typer.Argument(help="e.g. BTC/USDT")] = None,
+                config: ConfigOpt = None) -> None:
+    """Model versions per asset and target: the champion first, with their metrics."""
+    from signalcast.services.model_admin import list_models as service
+
+    settings, engine = _setup(config)
+    table = Table(title="models")
+    for col in ("asset", "target", "version", "role", "AUC", "Brier", "trained"):
+        table.add_column(col, no_wrap=col in ("asset", "version"))
+    for m in service(engine, settings, asset):
+        auc, brier = m.metrics.get("auc"), m.metrics.get("brier")
+        table.add_row(m.asset, m.target, f"{m.family}:{m.version}",
+                      m.role if m.has_artifact else f"{m.role} (purged)",
+                      "-" if auc is None else f"{auc:.3f}",
+                      "-" if brier is None else f"{brier:.3f}", f"{m.created_at:%Y-%m-%d}")
+    console.print(table)
+
+
+@admin_models_cli.command("promote")
+def promote(asset: str, target: str,
+            version: Annotated[str, typer.Argument(help="e.g. lightgbm:3, or 3")],
+            reason: ReasonOpt = "", config: ConfigOpt = None) -> None:
+    """Make VERSION the champion of ASSET TARGET (audited)."""
+    from signalcast.services.model_admin import promote_version
+
+    settings, engine = _setup(config)
+    event = promote_version(engine, settings, asset, target, version, actor=_actor(),
+                            reason=reason)
+    console.print(f"{event.asset} {event.target}: {event.to_label} is the champion "
+                  f"(was {event.from_label or 'none'}); model event #{event.id}")
+
+
+@admin_models_cli.command("rollback")
+def rollback(asset: str, target: str, reason: ReasonOpt = "", config: ConfigOpt = None) -> None:
+    """Give the champion role of ASSET TARGET back to the version it replaced (audited)."""
+    from signalcast.services.model_admin import rollback as service
+
+    settings, engine = _setup(config)
+    event = service(engine, settings, asset, target, actor=_actor(), reason=reason)
+    console.print(f"{event.asset} {event.target}: rolled back to {event.to_label} "
+                  f"(from {event.from_label}); model event #{event.id}")
+
+
+@admin_models_cli.command("history")
+def history(asset: str, target: str,
+            limit: Annotated[int, typer.Option(min=1, help="newest events shown")] = 20,
+            config: ConfigOpt = None) -> None:
+    """The audit log of ASSET TARGET: every champion change, newest first."""
+    from signalcast.services.model_admin import history as service
+
+    settings, engine = _setup(config)
+    table = Table(title=f"model events {asset} {target}")
+    for col in ("#", "when (UTC)", "event", "change", "by", "reason"):
+        table.add_column(col, no_wrap=col in ("#", "event"))
+    for e in service(engine, settings, asset, target, limit):
+        table.add_row(str(e.id), f"{e.created_at:%Y-%m-%d %H:%M}", e.event,
+                      f"{e.from_label or '-'} -> {e.to_label or '-'}", e.actor, e.reason)
+    console.print(table)

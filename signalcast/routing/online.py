@@ -1,0 +1,257 @@
+"""Online learning from resolved outcomes, and drift on the champion's error stream.
+
+Call :func:`learn_from_outcomes` after ``resolve_outcomes`` (the resolve task does).
+
+Learning: every routed version of each target that learns online (the ``routing.online_family``
+baseline, River, or an ensemble with a River member) learns each new UP/DOWN outcome with
+``learn_one`` on that candle's features, recomputed from the stored candles with the same causal
+feature code as the hot path. Only outcomes of candles after the version's training data are
+learned, oldest first. The updated model is stored in place with a new sha256 (workers cache
+models by version id *and* sha256, so they load the update at their next prediction), and each
+(version, candle) learned is recorded in ``online_learned`` in the same transaction: an outcome
+is learned once, however often this runs. The version row is locked while it learns (Postgres
+``FOR UPDATE``; SQLite serialises writers), so two workers cannot lose each other's updates.
+
+Drift: River's ADWIN runs over the champion's 0/1 error stream (its predictions' direction vs
+the resolved outcomes, in candle order; recomputed from the database each time, so it needs no
+state of its own). A detection newer than the last one recorded for this champion writes a
+``drift`` model event (audit row + ``model`` alert) and, with ``routing.drift_retrain``,
+enqueues a retrain of the champion's family through :func:`signalcast.scheduler.jobs.
+train_signatures`, after the event is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import defer
+from sqlmodel import Session, select
+
+from signalcast.config import Settings, TargetConfig
+from signalcast.config.settings import AssetConfig
+from signalcast.db.engine import session_scope
+from signalcast.db.tables import ModelEvent, ModelVersion, OnlineLearned, Outcome, Prediction
+from signalcast.db.upsert import upsert
+from signalcast.features import (
+    DOWN,
+    FEATURE_SET,
+    MAX_LOOKBACK,
+    UP,
+    compute_features,
+    feature_names,
+)
+from signalcast.models import registry
+from signalcast.models.artifact import load_artifact, sha256
+from signalcast.routing.overrides import apply_override, overrides_for
+from signalcast.routing.router import label, make_lineup, newest, version_rows
+from signalcast.services.candles import read_candles
+from signalcast.timeframes import timeframe_to_timedelta, utc
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[Any], Any]  # a Celery signature -> its AsyncResult
+
+
+@dataclass
+class OnlineReport:
+    asset: str
+    learned: dict[str, int] = field(default_factory=dict)  # "1pct_24 river v2" -> outcomes
+    drifts: list[dict] = field(default_factory=list)
+    retrains: list[str] = field(default_factory=list)  # task ids enqueued
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def learns_online(family: str, params: dict[str, Any]) -> bool:
+    """Whether models of ``family`` with ``params`` can ``learn_one`` (River, or an ensemble
+    with such a member)."""
+    from signalcast.ensemble.base import EnsembleModel
+
+    try:
+        cls = registry.family_class(family)
+    except Exception as exc:  # an uninstalled plugin: it cannot learn here
+        log.warning("model family %s cannot be loaded: %s", family, exc)
+        return False
+    if issubclass(cls, EnsembleModel):
+        return any(learns_online(m["family"], m.get("params", {}))
+                   for m in params.get("members", []))
+    return callable(getattr(cls, "learn_one", None))
+
+
+def learn_from_outcomes(engine: Engine, settings: Settings, asset: str, now: datetime, *,
+                        enqueue: Enqueue | None = None) -> OnlineReport:
+    """Online models of ``asset`` learn the outcomes resolved by ``now``; drift on each
+    champion's errors notifies and enqueues a retrain (``enqueue``: how a Celery signature is
+    sent, default ``apply_async``). Safe to run twice: nothing is learned or enqueued again."""
+    asset_cfg, now = settings.asset(asset), utc(now)
+    report = OnlineReport(asset_cfg.symbol)
+    for target in settings.targets:
+        if settings.routing.online_learning:
+            for version_id in _online_versions(engine, settings, asset_cfg.symbol, target.key):
+                name, learned = _learn(engine, settings, asset_cfg, target, version_id, now)
+                if learned:
+                    report.learned[f"{target.key} {name}"] = learned
+        if settings.routing.drift_detection:
+            drift = _check_drift(engine, settings, asset_cfg.symbol, target.key, now)
+            if drift is not None:
+                report.drifts.append(drift)
+                if settings.routing.drift_retrain:
+                    report.retrains += _enqueue_retrain(settings, asset_cfg.symbol, target.key,
+                                                        drift["family"], now, enqueue)
+    return report
+
+
+def _online_versions(engine: Engine, settings: Settings, asset: str, target: str) -> list[int]:
+    """Ids of the routed versions of (asset, target) that learn online, plus the newest
+    version of the online baseline family."""
+    with session_scope(engine, readonly=True) as session:
+        versions = [v for v in version_rows(session, asset) if v.target == target]
+        policy = apply_override(settings.routing.policy(target),
+                                overrides_for(session, asset).get(target))
+        routed = make_lineup(settings, policy, versions).versions()
+        baseline = newest(versions, settings.routing.online_family)
+        ids = {v.id for v in [*routed, *([baseline] if baseline else [])]}
+        params = dict(session.exec(select(ModelVersion.id, ModelVersion.params).where(
+            ModelVersion.id.in_(ids))).all()) if ids else {}
+    families = {v.id: v.family for v in versions}
+    return [vid for vid in sorted(ids) if learns_online(families[vid], params[vid])]
+
+
+def features_at(session: Session, asset: AssetConfig, times: Sequence[datetime]) -> np.ndarray:
+    """Feature rows (len(times), d) of the candles at ``times`` from the stored candles (NaN
+    rows where a candle or its history is missing)."""
+    step = timeframe_to_timedelta(asset.timeframe)
+    candles = read_candles(session, asset.symbol, asset.timeframe,
+                           start=min(times) - MAX_LOOKBACK * step, end=max(times))
+    if candles.empty:
+        return np.full((len(times), len(feature_names())), np.nan)
+    features = compute_features(candles, asset.timeframe)
+    return features.reindex(pd.DatetimeIndex(list(times), name="time")).to_numpy()
+
+
+def _learn(engine: Engine, settings: Settings, asset: AssetConfig, target: TargetConfig,
+           version_id: int, now: datetime) -> tuple[str, int]:
+    with session_scope(engine) as session:
+        version = session.exec(select(ModelVersion).where(ModelVersion.id == version_id)
+                               .with_for_update()).one()
+        if version.artifact is None:
+            return label(version), 0
+        learned = select(OnlineLearned.candle_time).where(
+            OnlineLearned.model_version_id == version.id)
+        todo = session.exec(select(Outcome.candle_time, Outcome.label).where(
+            Outcome.asset == asset.symbol, Outcome.target == target.key,
+            Outcome.label.in_((UP, DOWN)), Outcome.candle_time > version.train_end,
+            Outcome.resolved_at <= now, Outcome.candle_time.not_in(learned))
+            .order_by(Outcome.candle_time).limit(settings.routing.max_learn_per_run)).all()
+        if not todo:
+            return label(version), 0
+        X = features_at(session, asset, [t for t, _ in todo])
+        served = load_artifact(version.artifact, version.sha256, feature_set=FEATURE_SET,
+                               features=feature_names(), label=label(version))
+        rows = []
+        for (candle_time, outcome), x in zip(todo, X, strict=True):
+            if not np.isfinite(x).all():
+                log.warning("%s %s: no features for %s; outcome not learned", asset.symbol,
+                            target.key, candle_time)
+                continue
+            served.model.learn_one(x, int(outcome == UP))
+            rows.append({"model_version_id": version.id, "candle_time": candle_time,
+                         "label": int(outcome), "learned_at": now})
+        if not rows:
+            return label(version), 0
+        upsert(session, OnlineLearned, rows, keys=["model_version_id", "candle_time"])
+        blob = served.to_bytes()
+        version.artifact, version.sha256 = blob, sha256(blob)
+        version.metrics = {**version.metrics,
+                           "online_learned": int(version.metrics.get("online_learned", 0))
+                           + len(rows),
+                           "online_last_candle": rows[-1]["candle_time"].isoformat()}
+        session.add(version)
+        log.info("%s %s %s learned %d outcomes", asset.symbol, target.key, label(version),
+                 len(rows))
+        return label(version), len(rows)
+
+
+def adwin_detections(errors: Sequence[float], delta: float) -> list[tuple[int, int]]:
+    """(index, window width) of every ADWIN drift detection over ``errors``, in order."""
+    from river.drift import ADWIN
+
+    detector, found = ADWIN(delta=delta), []
+    for i, error in enumerate(errors):
+        detector.update(float(error))
+        if detector.drift_detected:
+            found.append((i, int(detector.width)))
+    return found
+
+
+def _check_drift(engine: Engine, settings: Settings, asset: str, target: str,
+                 now: datetime) -> dict | None:
+    from signalcast.services.model_admin import record_model_event
+
+    with session_scope(engine) as session:
+        champion = session.exec(select(ModelVersion).options(defer(ModelVersion.artifact))
+                                .where(ModelVersion.asset == asset, ModelVersion.target == target,
+                                       ModelVersion.role == "champion")).first()
+        if champion is None:
+            return None
+        rows = session.exec(select(Prediction.candle_time, Prediction.prob_up, Outcome.label)
+                            .join(Outcome, (Outcome.asset == Prediction.asset)
+                                  & (Outcome.target == Prediction.target)
+                                  & (Outcome.candle_time == Prediction.candle_time))
+                            .where(Prediction.model_version_id == champion.id,
+                                   Outcome.label.in_((UP, DOWN)), Outcome.resolved_at <= now)
+                            .order_by(Prediction.candle_time)).all()
+        minimum = settings.routing.drift_min_samples
+        if len(rows) < minimum:
+            return None
+        errors = np.array([(p >= 0.5) != (y == UP) for _, p, y in rows], dtype=np.float64)
+        found = [(i, w) for i, w in adwin_detections(errors, settings.routing.drift_delta)
+                 if i + 1 >= minimum]
+        if not found:
+            return None
+        index, width = found[-1]
+        at = rows[index][0]
+        seen = [s.get("candle_time") for s in session.exec(select(ModelEvent.stats).where(
+            ModelEvent.event == "drift", ModelEvent.to_version_id == champion.id)).all()]
+        if any(s is not None and s >= at.isoformat() for s in seen):
+            return None  # this detection (or a later one) was reported before
+        start = index + 1 - width
+        stats = {"candle_time": at.isoformat(), "n": index + 1, "window": width,
+                 "error_rate_before": float(errors[:start].mean()) if start > 0 else None,
+                 "error_rate_recent": float(errors[start:index + 1].mean()),
+                 "delta": settings.routing.drift_delta}
+        before = "n/a" if stats["error_rate_before"] is None else \
+            f"{stats['error_rate_before']:.2f}"
+        record_model_event(session, settings, "drift", asset, target, from_version=None,
+                           to_version=champion, actor="drift",
+                           reason=f"ADWIN: error rate {before} -> "
+                                  f"{stats['error_rate_recent']:.2f} over the last {width} "
+                                  f"outcomes (at {at:%Y-%m-%d %H:%M} UTC)", stats=stats)
+        log.warning("%s %s: drift in %s's errors at %s", asset, target, label(champion), at)
+        return {"target": target, "version": label(champion), "family": champion.family,
+                **stats}
+
+
+def _enqueue_retrain(settings: Settings, asset: str, target: str, family: str, now: datetime,
+                     enqueue: Enqueue | None) -> list[str]:
+    from signalcast.scheduler.jobs import train_signatures
+
+    send = enqueue or (lambda signature: signature.apply_async())
+    ids = []
+    for signature in train_signatures(settings, now, assets=[asset], targets=[target],
+                                      families=[family]):
+        try:
+            send(signature)
+        except Exception as exc:  # the drift is recorded and alerted; the retrain cadence
+            log.error("drift retrain of %s %s %s not enqueued: %s", asset, target, family, exc)
+            continue                # will train it: say so rather than fail the resolve task
+        ids.append(signature.options.get("task_id", ""))
+    return ids

@@ -1,0 +1,272 @@
+"""Champion/challenger routing: which model version serves each (asset, target, candle).
+
+Decision order for one target at one candle (policy: ``routing`` config + run-time override):
+
+1. **Line-up**: the version with the champion role (none: the newest version of the policy's
+   champion family); the newest version of each shadow family; the newest version of the A/B
+   challenger family. Only versions with an artifact take part.
+2. **A/B split**: ``ab_share`` of the decisions, picked by a hash of (asset, target, candle time)
+   (:func:`ab_bucket`), are served by the A/B challenger (role ``ab``); the same candle always
+   gets the same answer, on any worker.
+3. **Fallback chain**: the serving candidate is tried; if it fails (raises, returns a non-finite
+   probability, its artifact is corrupted) or its circuit breaker is open, the next one serves:
+   (A/B challenger ->) champion -> previous champion version -> the online baseline (newest
+   version of ``routing.online_family``). Every failure is counted by the version's breaker
+   and written on the served prediction (``fallback``: which version failed and why). Nothing
+   left: no signal, and a ``model`` alert for the operator.
+4. **Shadows**: every other line-up version (shadows, the A/B challenger on other candles, the
+   champion on A/B candles) predicts on the same candle and is recorded with ``served=False``;
+   it is never alerted, and its failure never changes what is served (it runs after the decision).
+
+The router reads everything it needs for one asset once (versions without their artifact bytes,
+overrides, breakers) and calls back ``predict(version)`` to get a model's output, so it knows
+nothing of caches or artifacts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from sqlmodel import Session, select
+
+from signalcast.config import Settings
+from signalcast.config.settings import RoutePolicy
+from signalcast.db.tables import ModelEvent, ModelVersion
+from signalcast.routing.breaker import Breakers
+from signalcast.routing.overrides import apply_override, overrides_for
+
+CHAMPION, AB, SHADOW, FALLBACK = "champion", "ab", "shadow", "fallback"
+FALLBACK_CHARS = 200  # the predictions.fallback column
+
+
+def ab_bucket(asset: str, target: str, candle_time: datetime) -> float:
+    """A uniform number in [0, 1) fixed by (asset, target, candle time): the A/B coin.
+
+    >>> from datetime import UTC
+    >>> ab_bucket("BTC/USDT", "1pct_24", datetime(2024, 1, 1, tzinfo=UTC)) == ab_bucket(
+    ...     "BTC/USDT", "1pct_24", datetime(2024, 1, 1, tzinfo=UTC))
+    True
+    """
+    digest = hashlib.sha256(f"{asset}|{target}|{candle_time.isoformat()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def serves_challenger(asset: str, target: str, candle_time: datetime, share: float) -> bool:
+    """True when this (asset, target, candle) falls in the A/B challenger's share."""
+    return share > 0 and ab_bucket(asset, target, candle_time) < share
+
+
+def label(version: VersionRef | ModelVersion) -> str:
+    return f"{version.family} v{version.version}"
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """What one model said about one candle."""
+
+    p_up: float
+    conflict: bool = False  # ensemble members disagree on the direction
+    member_probs: tuple[float, ...] = ()
+
+
+def model_output(served, x: np.ndarray) -> ModelOutput:
+    """Calibrated P(UP) of ``served`` (a :class:`~signalcast.models.artifact.ServedModel`) on
+    one feature row ``x`` (1, d), with the ensemble conflict flag when the model has one.
+    Raises ValueError on a probability outside [0, 1] (NaN included)."""
+    details = getattr(served.model, "predict_with_details", None)
+    if details is not None:
+        raw, flags, members = details(x)
+        out = ModelOutput(float(served.calibrator(raw)[0]), bool(flags[0]),
+                          tuple(float(v) for v in members[0]))
+    else:
+        out = ModelOutput(float(served.predict(x)[0]))
+    if not 0.0 <= out.p_up <= 1.0:  # also False for NaN
+        raise ValueError(f"returned P(UP) = {out.p_up}")
+    return out
+
+
+@dataclass
+class Lineup:
+    policy: RoutePolicy
+    champion: VersionRef | None
+    ab_challenger: VersionRef | None
+    shadows: list[VersionRef]
+
+    def versions(self) -> list[VersionRef]:
+        """Every version that predicts on each candle, champion first, without repeats."""
+        seen: dict[int, VersionRef] = {}
+        for v in [self.champion, self.ab_challenger, *self.shadows]:
+            if v is not None:
+                seen.setdefault(v.id, v)
+        return list(seen.values())
+
+
+@dataclass
+class Decision:
+    """The outcome for one target: what served (if anything), and every recorded output."""
+
+    target: str
+    served: VersionRef | None = None
+    role: str | None = None  # champion | ab | fallback
+    output: ModelOutput | None = None
+    failures: list[str] = field(default_factory=list)  # "<version>: <why>", in chain order
+    breaker_opened: list[str] = field(default_factory=list)
+    unserved: list[tuple[VersionRef, str, ModelOutput]] = field(default_factory=list)
+    shadow_failures: list[str] = field(default_factory=list)
+
+    @property
+    def fallback(self) -> str | None:
+        """What failed before the served version (the prediction's ``fallback`` column)."""
+        if not self.failures:
+            return None
+        text = "; ".join(self.failures)
+        return text if len(text) <= FALLBACK_CHARS else text[:FALLBACK_CHARS - 3] + "..."
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """What routing needs of a model version (its artifact is read only on a cache miss)."""
+
+    id: int
+    asset: str
+    target: str
+    family: str
+    version: int
+    role: str
+    created_at: datetime
+    sha256: str
+
+
+def version_rows(session: Session, asset: str) -> list[VersionRef]:
+    """Every version of ``asset`` that still has its artifact, newest first (one light query:
+    no artifact bytes, no JSON columns)."""
+    rows = session.exec(select(ModelVersion.id, ModelVersion.asset, ModelVersion.target,
+                               ModelVersion.family, ModelVersion.version, ModelVersion.role,
+                               ModelVersion.created_at, ModelVersion.sha256)
+                        .where(ModelVersion.asset == asset, ModelVersion.artifact.is_not(None))
+                        .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())).all()
+    return [VersionRef(*row) for row in rows]
+
+
+def newest(versions: list[VersionRef], family: str | None,
+           exclude: set[int] = frozenset()) -> VersionRef | None:
+    """Newest version of ``family`` (versions are newest first) not in ``exclude``."""
+    return next((v for v in versions if v.family == family and v.id not in exclude), None)
+
+
+def make_lineup(settings: Settings, policy: RoutePolicy,
+                versions: list[VersionRef]) -> Lineup:
+    """The line-up of one target from its servable versions (with an artifact, newest first)."""
+    champion = next((v for v in versions if v.role == "champion"), None)
+    if champion is None:
+        champion = newest(versions, policy.champion or settings.models.champion)
+    taken = {champion.id} if champion is not None else set()
+    ab = newest(versions, policy.ab_challenger, taken) if policy.ab_share > 0 else None
+    shadows = [v for v in (newest(versions, f, taken) for f in policy.shadows) if v is not None]
+    if champion is not None:  # a retrain of the champion's family shadows it until promoted
+        retrained = newest(versions, champion.family, taken | {v.id for v in shadows})
+        if retrained is not None and retrained.version > champion.version:
+            shadows.append(retrained)
+    return Lineup(policy, champion, ab, shadows)
+
+
+class Router:
+    """Routes every target of one asset at one candle (see the module docstring)."""
+
+    def __init__(self, session: Session, settings: Settings, asset: str,
+                 candle_time: datetime, *, lock: bool = True):
+        self.session, self.settings = session, settings
+        self.asset, self.candle_time = asset, candle_time
+        self._servable = version_rows(session, asset)
+        self._overrides = overrides_for(session, asset)
+        self.breakers = Breakers(session, [v.id for v in self._servable], lock=lock)
+
+    def policy(self, target: str) -> RoutePolicy:
+        return apply_override(self.settings.routing.policy(target), self._overrides.get(target))
+
+    def lineup(self, target: str) -> Lineup:
+        return make_lineup(self.settings, self.policy(target),
+                           [v for v in self._servable if v.target == target])
+
+    def previous_champion(self, champion: VersionRef) -> VersionRef | None:
+        """The version the champion replaced (audit log), else the newest retired one before
+        it; only versions with an artifact."""
+        mine = {v.id: v for v in self._servable if v.target == champion.target}
+        made = self.session.exec(select(ModelEvent.from_version_id).where(
+            ModelEvent.to_version_id == champion.id,
+            ModelEvent.event.in_(("retrained", "promoted")))
+            .order_by(ModelEvent.id.desc())).first()
+        if made is not None and made in mine and made != champion.id:
+            return mine[made]
+        return next((v for v in mine.values() if v.role == "retired"
+                     and v.created_at <= champion.created_at and v.id != champion.id), None)
+
+    def _chain(self, lineup: Lineup, target: str, use_ab: bool) -> Iterator[tuple[VersionRef,
+                                                                                   str]]:
+        """(version, role) candidates to serve, in order, computed lazily."""
+        if use_ab:
+            yield lineup.ab_challenger, AB
+        if lineup.champion is None:
+            return
+        yield lineup.champion, CHAMPION
+        for step in lineup.policy.fallback:
+            if step == "previous_champion":
+                previous = self.previous_champion(lineup.champion)
+                if previous is not None:
+                    yield previous, FALLBACK
+            elif step == "online":
+                online = newest([v for v in self._servable if v.target == target],
+                                self.settings.routing.online_family)
+                if online is not None:
+                    yield online, FALLBACK
+
+    def decide(self, target: str, predict: Callable[[VersionRef], ModelOutput], *,
+               already_served: bool = False, recorded: set[int] = frozenset()) -> Decision:
+        """Serve ``target`` (unless ``already_served``: a run before decided it) and run the
+        line-up's other versions as shadows, skipping versions in ``recorded``."""
+        lineup = self.lineup(target)
+        decision = Decision(target)
+        tried: set[int] = set()
+        if not already_served:
+            use_ab = lineup.ab_challenger is not None and serves_challenger(
+                self.asset, target, self.candle_time, lineup.policy.ab_share)
+            for version, role in self._chain(lineup, target, use_ab):
+                if version.id in tried:
+                    continue
+                tried.add(version.id)
+                output, why = self._try(version, lineup.policy, predict, decision)
+                if output is not None:
+                    decision.served, decision.role, decision.output = version, role, output
+                    break
+                decision.failures.append(f"{label(version)} {why}")
+        for version in lineup.versions():
+            if version.id in tried or version.id in recorded:
+                continue
+            output, why = self._try(version, lineup.policy, predict, decision)
+            if output is None:
+                decision.shadow_failures.append(f"{label(version)} {why}")
+                continue
+            role = CHAMPION if lineup.champion is not None and version.id == lineup.champion.id \
+                else SHADOW
+            decision.unserved.append((version, role, output))
+        return decision
+
+    def _try(self, version: VersionRef, policy: RoutePolicy,
+             predict: Callable[[VersionRef], ModelOutput],
+             decision: Decision) -> tuple[ModelOutput | None, str]:
+        allowed, why = self.breakers.allows(version.id, self.candle_time, policy)
+        if not allowed:
+            return None, f"skipped: {why}"
+        try:
+            output = predict(version)
+        except Exception as exc:  # any model failure falls back; the breaker counts it
+            message = f"{type(exc).__name__}: {exc}"
+            if self.breakers.failure(version.id, self.candle_time, message, policy):
+                decision.breaker_opened.append(label(version))
+            return None, f"failed: {message}"
+        self.breakers.success(version.id, self.candle_time)
+        return output, ""
