@@ -92,7 +92,7 @@ def test_scheduler_and_tick_commands_run_as_separate_processes(production, tmp_p
         candle = last_closed_open_time(datetime.fromisoformat(tick_at), "1h")
         with session_scope(engine, readonly=True) as session:
             tick_predictions = session.exec(select(func.count()).select_from(Prediction).where(
-                Prediction.candle_time == candle)).one()
+                Prediction.candle_time == candle, Prediction.served)).one()
         assert tick_predictions == len(settings.assets) * len(settings.targets)
         time.sleep(1)
         assert scheduler.poll() is None, "the scheduler process exited on its own"

@@ -62,6 +62,17 @@ def test_send_returns_the_message_id_and_the_text_arrives_as_html(
 
 
 @pytest.mark.integration
+def test_a_silent_send_asks_telegram_for_no_notification(
+    tg: FakeTelegram, transport: TelegramTransport
+) -> None:
+    transport.send(CHAT, "quiet", silent=True)
+    transport.send(CHAT, "loud")
+    quiet, loud = (call.params for call in tg.calls_to("sendMessage"))
+    assert str(quiet.get("disable_notification")).lower() == "true"
+    assert str(loud.get("disable_notification", "false")).lower() == "false"
+
+
+@pytest.mark.integration
 def test_one_transport_sends_many_times_on_its_own_loop(
     tg: FakeTelegram, transport: TelegramTransport
 ) -> None:

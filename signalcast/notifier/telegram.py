@@ -117,7 +117,8 @@ class Transport(Protocol):
 
     html: bool  # True: ``send`` expects Telegram HTML; False: plain text
 
-    def send(self, chat_id: str, text: str, *, photo: bytes | None = None) -> SendResult: ...
+    def send(self, chat_id: str, text: str, *, photo: bytes | None = None,
+             silent: bool = False) -> SendResult: ...
 
     def close(self) -> None: ...
 
@@ -235,8 +236,10 @@ class TelegramTransport:
     def __repr__(self) -> str:
         return f"TelegramTransport(base_url={_REDACTOR.redact(self._base_url)!r})"
 
-    def send(self, chat_id: str, text: str, *, photo: bytes | None = None) -> SendResult:
-        """Send ``text`` (Telegram HTML) to ``chat_id``; with ``photo``, as its caption.
+    def send(self, chat_id: str, text: str, *, photo: bytes | None = None,
+             silent: bool = False) -> SendResult:
+        """Send ``text`` (Telegram HTML) to ``chat_id``; with ``photo``, as its caption;
+        ``silent`` delivers without a notification sound.
 
         Raises ``RetryLater`` or ``PermanentFailure``; see the module docstring.
         """
@@ -244,13 +247,15 @@ class TelegramTransport:
             message = self._run(
                 chat_id,
                 lambda bot: bot.send_photo(
-                    chat_id=chat_id, photo=photo, caption=text, parse_mode=ParseMode.HTML
+                    chat_id=chat_id, photo=photo, caption=text, parse_mode=ParseMode.HTML,
+                    disable_notification=silent,
                 ),
             )
         else:
             message = self._run(
                 chat_id,
-                lambda bot: bot.send_message(chat_id=chat_id, text=text, parse_mode=ParseMode.HTML),
+                lambda bot: bot.send_message(chat_id=chat_id, text=text, parse_mode=ParseMode.HTML,
+                                             disable_notification=silent),
             )
         return SendResult(message_id=message.message_id)
 
@@ -371,7 +376,8 @@ class ConsoleTransport:
         self._write = write
         self._sent = 0
 
-    def send(self, chat_id: str, text: str, *, photo: bytes | None = None) -> SendResult:
+    def send(self, chat_id: str, text: str, *, photo: bytes | None = None,
+             silent: bool = False) -> SendResult:
         self._sent += 1
         suffix = f"\n[chart: {len(photo)} bytes]" if photo is not None else ""
         self._write(f"[alert -> {chat_id}] {text}{suffix}")

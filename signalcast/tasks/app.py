@@ -40,6 +40,8 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
     """Point the app at the broker in ``settings`` (or the embedded transport)."""
     broker = settings.env.broker_url or EMBEDDED_BROKER
     backend = settings.env.broker_url or EMBEDDED_BACKEND
+    if celery_app.conf.broker_url not in (None, broker):
+        _forget_broker(celery_app)
     workers = settings.workers
     transport_options = {"visibility_timeout": workers.visibility_timeout_seconds}
     celery_app.conf.update(
@@ -75,6 +77,14 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
         task_track_started=True,
     )
     return celery_app
+
+
+def _forget_broker(celery_app: Celery) -> None:
+    """Switching brokers in one process: the app keeps the connection and producer pools it
+    built and this thread's result backend; drop them so the new broker is really used."""
+    celery_app.close()
+    celery_app.amqp._producer_pool = None
+    celery_app._local.__dict__.pop("backend", None)
 
 
 @worker_process_init.connect

@@ -105,7 +105,8 @@ def send_alerts(self: Task) -> dict:
     from signalcast.services.alerts import drain_outbox
 
     with _recorded(self, "send_alerts", {}) as run:
-        run.result = drain_outbox(_engine(), transports_for(get_settings())).to_dict()
+        settings = get_settings()
+        run.result = drain_outbox(_engine(), transports_for(settings), settings=settings).to_dict()
         return run.result
 
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 from celery import Celery
 
 from signalcast.config import Settings
-from signalcast.tasks.app import app, configure
+from signalcast.tasks.app import _forget_broker, app, configure
 
 
 def forget_broker(celery_app: Celery = app) -> None:
-    celery_app.close()  # drops the connection pool ...
-    celery_app.amqp._producer_pool = None  # ... the producer pool built on it ...
-    celery_app._local.__dict__.pop("backend", None)  # ... and this thread's result backend
+    _forget_broker(celery_app)
 
 
 def use_broker(settings: Settings, celery_app: Celery = app) -> Celery:
