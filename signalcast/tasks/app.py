@@ -42,6 +42,10 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
     backend = settings.env.broker_url or EMBEDDED_BACKEND
     if celery_app.conf.broker_url not in (None, broker):
         _forget_broker(celery_app)
+    # A fresh result backend: it caches finished results by task id in memory, and tick task
+    # ids are deterministic, so a cached result from an earlier configuration could answer for
+    # a task that has not run yet under this one.
+    celery_app._local.__dict__.pop("backend", None)
     workers = settings.workers
     transport_options = {"visibility_timeout": workers.visibility_timeout_seconds}
     celery_app.conf.update(
