@@ -28,12 +28,15 @@ cli.add_typer(config_cli, name="config")
 
 
 def _mount_subcommands() -> None:
+    from signalcast.cli_admin import admin_models_cli
     from signalcast.cli_bot import bot
     from signalcast.cli_evaluate import evaluate
     from signalcast.cli_models import models_cli
     from signalcast.cli_ops import health, metrics
     from signalcast.cli_routing import routing_cli
 
+    # one `signalcast models` group: families, plus list / promote / rollback / history
+    models_cli.registered_commands.extend(admin_models_cli.registered_commands)
     cli.add_typer(models_cli, name="models")
     cli.add_typer(routing_cli, name="routing")
     cli.command("bot")(bot)

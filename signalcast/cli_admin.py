@@ -6,37 +6,23 @@ The same service functions as the bot's /models, /promote and /rollback
 
 from __future__ import annotations
 
-import getpass
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from signalcast.config import Settings, load_settings
+from signalcast.cli_common import ConfigOpt, cli_actor, settings_and_engine
 
 console = Console()
 admin_models_cli = typer.Typer(help="Champion models: list, promote, roll back, audit history.",
                                no_args_is_help=True, pretty_exceptions_enable=False)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-C", help="YAML config file "
-                                                "(default: $SIGNALCAST_CONFIG or packaged)")]
 ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="why (kept in the audit log)")]
 
 
-def _setup(config: Path | None):
-    from signalcast.db.engine import init_db
-
-    settings: Settings = load_settings(config)
-    return settings, init_db(settings.env.database_url)
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in this environment
-        return "cli"
+_setup = settings_and_engine
+_actor = cli_actor
 
 
 @admin_models_cli.command("list")

@@ -8,39 +8,26 @@ apply from the next prediction on every worker, without a restart. Mount it on t
 
 from __future__ import annotations
 
-import getpass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from signalcast.config import Settings, load_settings
+from signalcast.cli_common import ConfigOpt, cli_actor, settings_and_engine
+from signalcast.config import Settings
 
 console = Console()
 routing_cli = typer.Typer(help="Champion/challenger routing: shadows, A/B split, promotion.",
                           no_args_is_help=True, pretty_exceptions_enable=False)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-C", help="YAML config file "
-                                                "(default: $SIGNALCAST_CONFIG or packaged)")]
 AssetArg = Annotated[str, typer.Argument(help="asset, e.g. BTC/USDT, or 'all'")]
 TargetArg = Annotated[str, typer.Argument(help="target key, e.g. 2pct_72, or 'all'")]
 
 
-def _setup(config: Path | None):
-    from signalcast.db.engine import init_db
-
-    settings: Settings = load_settings(config)
-    return settings, init_db(settings.env.database_url)
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in this environment
-        return "cli"
+_setup = settings_and_engine
+_actor = cli_actor
 
 
 def _pairs(settings: Settings, asset: str, target: str) -> list[tuple[str, str]]:

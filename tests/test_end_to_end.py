@@ -107,3 +107,11 @@ def test_db_upgrade_and_status_on_a_fresh_database(tmp_path):
     status = cli("status", "--json", env=env)
     assert status.returncode == 0
     assert '"last_candle": null' in status.stdout
+
+
+def test_models_group_lists_families_and_champions(tmp_path):
+    env = {"SIGNALCAST_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+    families = cli("models", "families", env=env)
+    assert families.returncode == 0 and "lightgbm" in families.stdout
+    listing = cli("models", "list", env=env)
+    assert listing.returncode == 0, listing.stdout + listing.stderr
