@@ -35,6 +35,12 @@ from signalcast.timeframes import timeframe_to_timedelta
 DEFAULT_CONFIG = "default.yaml"
 
 
+def _require_unique(values: list[str], what: str) -> None:
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"must list each {what}; repeated: {', '.join(dupes)}")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -358,10 +364,7 @@ class RoutingConfig(_Section):
     @field_validator("targets")
     @classmethod
     def _one_override_per_target(cls, value: list[TargetRoute]) -> list[TargetRoute]:
-        keys = [route.target for route in value]
-        dupes = sorted({k for k in keys if keys.count(k) > 1})
-        if dupes:
-            raise ValueError(f"must list each target once; repeated: {', '.join(dupes)}")
+        _require_unique([route.target for route in value], "target once")
         return value
 
     @model_validator(mode="after")
@@ -399,10 +402,7 @@ class FileConfig(_Section):
     @field_validator("assets")
     @classmethod
     def _unique_assets(cls, assets: list[AssetConfig]) -> list[AssetConfig]:
-        symbols = [a.symbol for a in assets]
-        dupes = sorted({s for s in symbols if symbols.count(s) > 1})
-        if dupes:
-            raise ValueError(f"must list each symbol once; repeated: {', '.join(dupes)}")
+        _require_unique([a.symbol for a in assets], "symbol once")
         return assets
 
     @field_validator("routing")
@@ -420,10 +420,7 @@ class FileConfig(_Section):
     @field_validator("targets")
     @classmethod
     def _unique_targets(cls, targets: list[TargetConfig]) -> list[TargetConfig]:
-        keys = [t.key for t in targets]
-        dupes = sorted({k for k in keys if keys.count(k) > 1})
-        if dupes:
-            raise ValueError(f"must list each (pct, horizon) once; repeated: {', '.join(dupes)}")
+        _require_unique([t.key for t in targets], "(pct, horizon) once")
         return targets
 
 
