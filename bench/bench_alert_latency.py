@@ -39,13 +39,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the fake Bot API server and the worker helpers live in tests/
 
+from signalcast.cli.demo import wait_chain  # noqa: E402
 from signalcast.config import load_settings  # noqa: E402
 from signalcast.db.engine import init_db, session_scope  # noqa: E402
-from signalcast.demo import wait_chain  # noqa: E402
+from signalcast.lifecycle.train import train_model  # noqa: E402
+from signalcast.ops.commands import unsubscribe  # noqa: E402
+from signalcast.pipeline.ingest import ingest_asset  # noqa: E402
 from signalcast.scheduler.jobs import candle_close_tick  # noqa: E402
-from signalcast.services.commands import unsubscribe  # noqa: E402
-from signalcast.services.ingest import ingest_asset  # noqa: E402
-from signalcast.services.training import train_model  # noqa: E402
 from signalcast.tasks.app import app, configure  # noqa: E402
 from tests.fakes.telegram_checks import signal_key  # noqa: E402
 from tests.fakes.telegram_server import FakeTelegram  # noqa: E402

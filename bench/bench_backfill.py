@@ -32,10 +32,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fakes
 
 from signalcast.config import load_settings  # noqa: E402
+from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta  # noqa: E402
 from signalcast.data.exchange import ExchangeSource, RetryPolicy, clear_sources  # noqa: E402
 from signalcast.db.engine import init_db, session_scope  # noqa: E402
-from signalcast.services.ingest import exchange_source, ingest_asset  # noqa: E402
-from signalcast.timeframes import last_closed_open_time, timeframe_to_timedelta  # noqa: E402
+from signalcast.pipeline.ingest import exchange_source, ingest_asset  # noqa: E402
 from tests.fakes.exchange_server import FakeExchange  # noqa: E402
 
 NOW = datetime(2025, 3, 1, 10, 7, 30, tzinfo=UTC)

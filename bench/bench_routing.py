@@ -42,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from signalcast.config import load_settings  # noqa: E402
 from signalcast.data.synthetic import DEFAULT_SPEC, SyntheticMarket  # noqa: E402
+from signalcast.db.candles import store_candles  # noqa: E402
 from signalcast.db.engine import init_db, session_scope  # noqa: E402
-from signalcast.services.candles import store_candles  # noqa: E402
-from signalcast.services.outcomes import resolve_outcomes  # noqa: E402
-from signalcast.services.prediction import predict_asset  # noqa: E402
-from signalcast.services.training import train_model  # noqa: E402
+from signalcast.lifecycle.train import train_model  # noqa: E402
+from signalcast.pipeline.predict import predict_asset  # noqa: E402
+from signalcast.pipeline.resolve import resolve_outcomes  # noqa: E402
 
 ASSET = "BTC/USDT"
 

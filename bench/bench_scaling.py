@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from signalcast.config import load_settings  # noqa: E402
+from signalcast.config.runtime import set_settings  # noqa: E402
 from signalcast.db.engine import init_db, session_scope  # noqa: E402
-from signalcast.runtime import set_settings  # noqa: E402
-from signalcast.services.ingest import ingest_asset  # noqa: E402
-from signalcast.services.training import train_model  # noqa: E402
+from signalcast.lifecycle.train import train_model  # noqa: E402
+from signalcast.pipeline.ingest import ingest_asset  # noqa: E402
 from signalcast.tasks import tasks  # noqa: E402
 from signalcast.tasks.app import app, configure  # noqa: E402
 from tests.processes import signalcast_env, workers  # noqa: E402

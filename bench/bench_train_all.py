@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from signalcast.config import load_settings  # noqa: E402
 from signalcast.db.engine import init_db, session_scope  # noqa: E402
 from signalcast.models.registry import families  # noqa: E402
-from signalcast.services.ingest import ingest_asset  # noqa: E402
+from signalcast.pipeline.ingest import ingest_asset  # noqa: E402
 
 BROKER = "redis://127.0.0.1:6379/13"
 DAYS = 2 * 365 + 30  # two years in the training window plus warm-up

@@ -120,7 +120,7 @@ def seed_history(engine, settings: Settings, days: int = HISTORY_START_DAYS):
     from datetime import timedelta
 
     from signalcast.db.engine import session_scope
-    from signalcast.services.ingest import ingest_asset
+    from signalcast.pipeline.ingest import ingest_asset
 
     now = settings.data.start + timedelta(days=days)
     with session_scope(engine) as session:

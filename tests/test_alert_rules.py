@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from signalcast.alerts.rules import (
+    confidence_band,
+    outcome_result,
+    queue_signal_alerts,
+    queue_system_alerts,
+)
 from signalcast.config import load_settings
+from signalcast.core.errors import UnknownNameError
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import (
     AlertOutbox,
@@ -20,17 +27,10 @@ from signalcast.db.tables import (
     ScheduledEnqueue,
     TaskRun,
 )
-from signalcast.errors import UnknownNameError
 from signalcast.notifier.format import format_alert
+from signalcast.ops.commands import chat_settings, subscribe, unsubscribe
+from signalcast.pipeline.resolve import resolve_outcomes
 from signalcast.scheduler.jobs import daily_summary, system_check
-from signalcast.services.alert_rules import (
-    confidence_band,
-    outcome_result,
-    queue_signal_alerts,
-    queue_system_alerts,
-)
-from signalcast.services.commands import chat_settings, subscribe, unsubscribe
-from signalcast.services.outcomes import resolve_outcomes
 from tests.conftest import seed_history, write_config
 from tests.fakes.broker import forget_broker, use_broker
 from tests.fakes.telegram_server import DEFAULT_TOKEN

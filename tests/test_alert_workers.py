@@ -10,15 +10,15 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
+from signalcast.cli.demo import wait_chain
 from signalcast.config import load_settings
+from signalcast.core.timeframes import last_closed_open_time
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import AlertOutbox
-from signalcast.demo import wait_chain
+from signalcast.lifecycle.train import train_model
 from signalcast.scheduler.jobs import candle_close_tick
-from signalcast.services.training import train_model
 from signalcast.tasks import tasks
 from signalcast.tasks.app import app
-from signalcast.timeframes import last_closed_open_time
 from tests.conftest import seed_history, write_config
 from tests.fakes.broker import forget_broker, use_broker
 from tests.fakes.telegram_checks import signal_counts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from signalcast.errors import ArtifactError
+from signalcast.core.errors import ArtifactError
 from signalcast.models import registry
 from signalcast.models.artifact import ServedModel, load_artifact, sha256
 from signalcast.models.calibration import SigmoidCalibrator

@@ -20,12 +20,12 @@ import redis
 from sqlalchemy import func
 from sqlmodel import select
 
+from signalcast.alerts.rules import queue_signal_alerts
 from signalcast.bot.app import build_application, serve
 from signalcast.config import Settings, load_settings
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import ModelEvent, TaskRun
-from signalcast.services.alert_rules import queue_signal_alerts
-from signalcast.services.training import train_model
+from signalcast.lifecycle.train import train_model
 from signalcast.tasks import tasks
 from signalcast.tasks.app import app
 from tests.conftest import REDIS_URL, seed_history, write_config

@@ -11,13 +11,13 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from signalcast.cli_admin import admin_models_cli
+from signalcast.cli.models_admin import admin_models_cli
 from signalcast.config import load_settings
+from signalcast.core.errors import SignalcastError, UnknownNameError
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import AlertOutbox, ModelEvent, ModelVersion
-from signalcast.errors import SignalcastError, UnknownNameError
-from signalcast.services import model_admin
-from signalcast.services.training import train_model
+from signalcast.lifecycle import admin as model_admin
+from signalcast.lifecycle.train import train_model
 from tests.conftest import seed_history, write_config
 from tests.fakes.telegram_server import DEFAULT_TOKEN
 

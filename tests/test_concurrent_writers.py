@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
+from signalcast.alerts.drain import drain_outbox
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import AlertOutbox, Outcome, TaskRun
-from signalcast.services.alerts import drain_outbox
-from signalcast.services.runs import recorded_run
+from signalcast.ops.runs import recorded_run
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from signalcast.config import load_settings
-from signalcast.errors import ConfigError, UnknownNameError
+from signalcast.core.errors import ConfigError, UnknownNameError
 
 
 def write(tmp_path, data) -> str:

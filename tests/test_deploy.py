@@ -17,7 +17,7 @@ import typer
 import yaml
 from pydantic import BaseModel
 
-from signalcast.cli import cli
+from signalcast.cli.app import cli
 from signalcast.config.settings import EnvConfig, FileConfig, load_settings
 from signalcast.tasks.app import QUEUES
 

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
+from signalcast.cli.demo import run_demo
 from signalcast.db.engine import get_engine, session_scope
 from signalcast.db.tables import AlertOutbox, Candle, ModelVersion, Outcome, Prediction, TaskRun
-from signalcast.demo import run_demo
 from tests.conftest import write_config
 
 pytestmark = pytest.mark.slow

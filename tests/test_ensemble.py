@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from sqlmodel import select
 
+from signalcast.core.errors import UnknownNameError
+from signalcast.core.timeframes import last_closed_open_time
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import AlertOutbox
 from signalcast.ensemble import conflicts
 from signalcast.ensemble.weighted import ALPHAPULSE_BLEND, log_loss, optimise_weights
-from signalcast.errors import UnknownNameError
 from signalcast.models import registry
 from signalcast.models.base import SignalModel, pack_arrays, unpack_arrays
-from signalcast.timeframes import last_closed_open_time
 from tests.test_routing import (
     BTC,
     T1,

@@ -18,7 +18,7 @@ import yaml
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from signalcast.cli_evaluate import evaluate
+from signalcast.cli.evaluate import evaluate
 from signalcast.config import TargetConfig
 from signalcast.data import SyntheticMarket
 from signalcast.evaluation import (
@@ -36,10 +36,10 @@ from signalcast.evaluation.metrics import alert_stats, null_auc_sd, reliability_
 from signalcast.evaluation.report import regime_figure, write_html, write_json
 from signalcast.evaluation.suite import quick_params
 from signalcast.evaluation.walkforward import fit_fold
+from signalcast.lifecycle.train import TrainingSet, build_training_set
 from signalcast.models import registry
 from signalcast.models.base import SignalModel
 from signalcast.models.calibration import SigmoidCalibrator
-from signalcast.services.training import TrainingSet, build_training_set
 
 ASSET = "BTC/USDT"
 PERIODS = 2400
@@ -370,8 +370,8 @@ def test_cli_evaluates_stored_candles_from_the_database_without_an_oracle(
         candles, sqlite_url, config_path):
     from datetime import UTC, datetime
 
+    from signalcast.db.candles import store_candles
     from signalcast.db.engine import init_db, session_scope
-    from signalcast.services.candles import store_candles
 
     with session_scope(init_db(sqlite_url)) as session:
         store_candles(session, ASSET, "1h", candles.iloc[:1500], datetime(2030, 1, 1, tzinfo=UTC))

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from signalcast.config import load_settings
+from signalcast.core.errors import ConfigError, DataError, TemporaryError
 from signalcast.data.exchange import (
     ExchangeSource,
     RetryPolicy,
@@ -27,7 +28,6 @@ from signalcast.data.exchange import (
     slots,
 )
 from signalcast.data.validation import validate_candles
-from signalcast.errors import ConfigError, DataError, TemporaryError
 from tests.fakes.exchange_server import FakeExchange, ms
 
 H = 3_600_000  # one hour in ms
@@ -63,7 +63,7 @@ def test_missing_ccxt_fails_settings_validation_with_install_command(tmp_path, m
 
 def test_missing_ccxt_stops_the_cli_at_start_up_with_the_install_command(tmp_path):
     path = _config(tmp_path, {"source": "exchange"})
-    code = ("import sys; sys.modules['ccxt'] = None; from signalcast.cli import main; "
+    code = ("import sys; sys.modules['ccxt'] = None; from signalcast.cli.app import main; "
             f"sys.argv = ['signalcast', 'config', 'show', '-C', {str(path)!r}]; main()")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "COLUMNS": "200"})

@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
+from signalcast.config.runtime import set_settings
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import ModelVersion, Prediction, TaskRun
-from signalcast.runtime import set_settings
 from signalcast.scheduler.jobs import candle_close_tick, train_signatures
 from signalcast.tasks.app import app, configure
 from signalcast.tasks.runner import wait_chain

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from signalcast.errors import ConfigError, DataError
+from signalcast.core.errors import ConfigError, DataError
 from signalcast.features import (
     FEATURE_SET,
     MAX_LOOKBACK,

@@ -13,7 +13,7 @@ import pytest
 from signalcast.data.synthetic import SyntheticMarket
 from signalcast.features import MAX_LOOKBACK, compute_features, feature_names
 from signalcast.models import registry
-from signalcast.models.hmm_model import HMMModel
+from signalcast.models.families.hmm import HMMModel
 
 ASSET = "ETH/USDT"
 N_CANDLES = 3000
@@ -111,7 +111,7 @@ def test_non_convergence_is_logged_at_debug_and_never_warned(caplog):
         warnings.simplefilter("error")
         HMMModel(seed=0, n_iter=2, n_restarts=2).fit(X, labels_for(X),
                                                      feature_names=feature_names())
-    ours = [r for r in caplog.records if r.name == "signalcast.models.hmm_model"]
+    ours = [r for r in caplog.records if r.name == "signalcast.models.families.hmm"]
     assert len(ours) == 2 and all("converged: False" in r.getMessage() for r in ours)
     assert all(r.levelno == logging.DEBUG for r in caplog.records if "hmm" in r.name)
 

@@ -18,13 +18,13 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from signalcast.config import load_settings
+from signalcast.core.errors import DataError, TemporaryError
 from signalcast.data.exchange import clear_sources
+from signalcast.db.candles import read_candles
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import Candle, CandleGap
-from signalcast.errors import DataError, TemporaryError
-from signalcast.services.candles import read_candles
-from signalcast.services.ingest import ingest_asset
-from signalcast.services.status import collect_status, render_status
+from signalcast.ops.status import collect_status, render_status
+from signalcast.pipeline.ingest import ingest_asset
 from tests.fakes.exchange_server import FakeExchange, ms
 
 pytestmark = pytest.mark.integration
@@ -434,7 +434,7 @@ def test_each_asset_uses_its_own_timeframe(sqlite_url, make_live, exchange):
 
 # ---------------------------------------------------------------------------- CLI, schema
 def test_cli_ingest_backfill_stores_history_and_reports_gaps(tmp_path, sqlite_url):
-    from signalcast.cli import cli
+    from signalcast.cli.app import cli
 
     now = datetime.now(UTC)
     listing = (now - timedelta(days=20)).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from signalcast.core.errors import DataError
 from signalcast.data.loader import load_candles
-from signalcast.errors import DataError
 
 TIMES = pd.DatetimeIndex(
     pd.date_range("2024-01-01", periods=4, freq="1h", tz="UTC", name="time", unit="us"), freq=None

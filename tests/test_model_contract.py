@@ -221,7 +221,7 @@ def test_skip_list_names_only_registered_families_and_known_checks():
 
 
 def test_bse_baseline_params_size_the_forest_by_target():
-    from signalcast.models.random_forest_model import bse_baseline_params
+    from signalcast.models.families.random_forest import bse_baseline_params
 
     assert bse_baseline_params(0.01) == {"n_estimators": 200, "max_depth": 8}
     assert bse_baseline_params(0.02) == {"n_estimators": 200, "max_depth": 10}

@@ -45,9 +45,9 @@ from signalcast.observability import (
 from signalcast.observability.health import check_scheduler, check_worker, run_checks
 from signalcast.observability.logs import JsonFormatter
 from signalcast.observability.metrics import METRIC_NAMES, MetricsServer, SignalcastCollector
+from signalcast.ops import summary
+from signalcast.ops.status import collect_status, render_status
 from signalcast.scheduler.leader import LOCK_KEY
-from signalcast.services import summary
-from signalcast.services.status import collect_status, render_status
 from tests.processes import signalcast_env, workers
 
 NOW = datetime(2024, 5, 1, 12, 0, 20, tzinfo=UTC)
@@ -379,7 +379,7 @@ def test_metrics_command_serves_until_sigterm(config_path, sqlite_url, tmp_path)
     env = signalcast_env(config_path, sqlite_url, CLOSED_PORT_REDIS)
     env.pop("SIGNALCAST_BROKER_URL")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import typer; from signalcast.cli_ops import metrics; "
+        [sys.executable, "-c", "import typer; from signalcast.cli.ops import metrics; "
          "typer.run(metrics)", "--port", str(port)],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -428,7 +428,7 @@ def test_health_command_names_the_service_that_does_not_answer(config_path, sqli
                                                                monkeypatch):
     import typer
 
-    from signalcast.cli_ops import health
+    from signalcast.cli.ops import health
 
     app = typer.Typer()
     app.command()(health)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sqlmodel import select
 
+from signalcast.core.timeframes import last_closed_open_time
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import (
     AlertOutbox,
@@ -21,9 +22,8 @@ from signalcast.db.tables import (
 from signalcast.db.upsert import upsert
 from signalcast.features import FEATURE_SET, feature_names
 from signalcast.models.artifact import load_artifact
-from signalcast.routing.online import features_at, learn_from_outcomes
-from signalcast.services.prediction import predict_asset
-from signalcast.timeframes import last_closed_open_time
+from signalcast.pipeline.learn import features_at, learn_from_outcomes
+from signalcast.pipeline.predict import predict_asset
 from tests.test_routing import BTC, T1, add_version, make_env, register_test_families
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from signalcast.cli_models import models_cli
-from signalcast.errors import UnknownNameError
+from signalcast.cli.models import models_cli
+from signalcast.core.errors import UnknownNameError
 from signalcast.models import registry
 from signalcast.models.base import SignalModel
 from tests.conftest import write_config
@@ -48,7 +48,7 @@ def test_bad_parameters_name_the_family():
 
 def test_describe_families_gives_source_and_import_path_of_each():
     described = {name: (path, source) for name, path, source in registry.describe_families()}
-    assert described["hmm"] == ("signalcast.models.hmm_model:HMMModel", "built-in")
+    assert described["hmm"] == ("signalcast.models.families.hmm:HMMModel", "built-in")
     assert described["lightgbm"][1] == "built-in"
     assert set(registry.BUILTIN) <= set(described)
 
@@ -88,7 +88,7 @@ def test_families_command_lists_each_family_with_source_and_import_path():
     lines = result.output.splitlines()
     assert lines[0].split() == ["FAMILY", "SOURCE", "IMPORT", "PATH"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
-    assert rows["xgboost"] == ["built-in", "signalcast.models.xgboost_model:XGBoostModel"]
+    assert rows["xgboost"] == ["built-in", "signalcast.models.families.xgboost:XGBoostModel"]
     assert rows["random_forest"][0] == "built-in"
     assert set(registry.BUILTIN) <= set(rows)
 
@@ -100,8 +100,8 @@ PLUGIN_SCRIPT = textwrap.dedent("""
     from signalcast.db.engine import init_db, session_scope
     from signalcast.models import registry
     from signalcast.models.artifact import load_artifact
-    from signalcast.services.ingest import ingest_asset
-    from signalcast.services.training import train_model
+    from signalcast.pipeline.ingest import ingest_asset
+    from signalcast.lifecycle.train import train_model
 
     config, url = sys.argv[1], sys.argv[2]
     settings = load_settings(config, database_url=url, broker_url=None, telegram_token=None)
@@ -139,7 +139,7 @@ def test_installed_plugin_is_listed_and_trained_by_name(tmp_path):
 
     assert ["base_rate", "signalcast_base_rate_plugin:BaseRateModel",
             "signalcast-base-rate-plugin"] in result["families"]
-    assert ["lightgbm", "signalcast.models.lightgbm_model:LightGBMModel",
+    assert ["lightgbm", "signalcast.models.families.lightgbm:LightGBMModel",
             "built-in"] in result["families"]
     assert result["family"] == "base_rate"
     assert result["params"] == {"seed": 0, "prior_rows": 1.0}

@@ -20,6 +20,7 @@ from sqlmodel import select
 
 from signalcast.config import load_settings
 from signalcast.config.settings import RoutePolicy
+from signalcast.core.timeframes import last_closed_open_time
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import (
     AlertOutbox,
@@ -29,15 +30,14 @@ from signalcast.db.tables import (
     RoutingOverride,
 )
 from signalcast.features import FEATURE_SET, feature_names
+from signalcast.lifecycle import admin as model_admin
 from signalcast.models import registry
 from signalcast.models.artifact import ServedModel, sha256
 from signalcast.models.base import SignalModel
 from signalcast.models.calibration import SigmoidCalibrator
+from signalcast.pipeline.predict import predict_asset
 from signalcast.routing.breaker import CLOSED, HALF_OPEN, OPEN, Breakers, state_at
 from signalcast.routing.overrides import clear_override, set_override
-from signalcast.services import model_admin
-from signalcast.services.prediction import predict_asset
-from signalcast.timeframes import last_closed_open_time
 from tests.conftest import seed_history, write_config
 
 BTC, T1, T2 = "BTC/USDT", "1pct_24", "2pct_48"
@@ -402,7 +402,7 @@ def test_runtime_override_changes_shadows_and_ab_without_a_restart(db_url, tmp_p
 
 
 def test_bad_runtime_override_is_refused_with_the_reason(db_url, tmp_path, test_families):
-    from signalcast.errors import ConfigError, UnknownNameError
+    from signalcast.core.errors import ConfigError, UnknownNameError
 
     engine, settings, _now = make_env(db_url, tmp_path, days=1)
     with pytest.raises(ConfigError, match="unknown model family 'xgbost'"):
@@ -472,7 +472,7 @@ def test_predicting_twice_changes_nothing_with_shadows_ab_and_fallbacks(db_url, 
 def test_cli_changes_and_shows_routing_at_run_time(sqlite_url, tmp_path, test_families):
     from typer.testing import CliRunner
 
-    from signalcast.cli_routing import routing_cli
+    from signalcast.cli.routing import routing_cli
 
     engine, settings, _now = make_env(sqlite_url, tmp_path, days=1)
     add_version(engine, "const", role="champion", p=0.8)

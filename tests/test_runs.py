@@ -7,7 +7,7 @@ from sqlmodel import select
 
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import TaskRun
-from signalcast.services.runs import GaveUp, _start, recorded_run
+from signalcast.ops.runs import GaveUp, _start, recorded_run
 
 
 def run(engine, task_id) -> TaskRun:

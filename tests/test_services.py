@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
+from signalcast.alerts.drain import drain_outbox
+from signalcast.core.errors import DataError, UnknownNameError
+from signalcast.core.timeframes import last_closed_open_time
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import AlertOutbox, Candle, ModelVersion, Outcome, Prediction
-from signalcast.errors import DataError, UnknownNameError
-from signalcast.services.alerts import drain_outbox
-from signalcast.services.outcomes import resolve_outcomes
-from signalcast.services.prediction import predict_asset
-from signalcast.services.training import purged_split, train_model
-from signalcast.timeframes import last_closed_open_time
+from signalcast.lifecycle.train import purged_split, train_model
+from signalcast.pipeline.predict import predict_asset
+from signalcast.pipeline.resolve import resolve_outcomes
 from tests.conftest import seed_history
 
 
@@ -62,7 +62,7 @@ def test_retraining_adds_a_challenger_and_keeps_the_champion_serving(engine_and_
     old = train_model(engine, settings, "BTC/USDT", "1pct_24", "lightgbm", now=now)
     later = now + timedelta(days=2)
     with session_scope(engine) as session:
-        from signalcast.services.ingest import ingest_asset
+        from signalcast.pipeline.ingest import ingest_asset
 
         ingest_asset(session, settings, "BTC/USDT", later)
     new = train_model(engine, settings, "BTC/USDT", "1pct_24", "lightgbm", now=later)
@@ -134,7 +134,7 @@ def test_outcomes_resolve_once_and_only_from_candles_closed_by_now(engine_and_se
         predict_asset(session, settings, "BTC/USDT", candle)
     later = now + timedelta(hours=60)  # past both horizons (24 and 48 candles)
     with session_scope(engine) as session:
-        from signalcast.services.ingest import ingest_asset
+        from signalcast.pipeline.ingest import ingest_asset
 
         ingest_asset(session, settings, "BTC/USDT", later)
     # at `now` nothing after the prediction candle has closed: nothing can resolve

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from signalcast.core.errors import UnknownNameError
 from signalcast.data.synthetic import SyntheticMarket
 from signalcast.data.validation import validate_candles
-from signalcast.errors import UnknownNameError
 from signalcast.features.labels import DOWN, UP, first_touch_labels
 
 ASSETS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from telegram.warnings import PTBDeprecationWarning
 
-from signalcast.errors import ConfigError, TemporaryError
+from signalcast.core.errors import ConfigError, TemporaryError
 from signalcast.notifier.format import format_signal_html
 from signalcast.notifier.telegram import (
     ConsoleTransport,

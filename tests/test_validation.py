@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from signalcast.core.errors import DataError
 from signalcast.data.validation import Gap, ValidationReport, validate_candles
-from signalcast.errors import DataError
 
 HOUR = pd.Timedelta(hours=1)
 

@@ -26,8 +26,8 @@ from signalcast.bot.access import Access, requires
 from signalcast.bot.context import BotContext
 from signalcast.bot.handlers import COMMANDS, UNKNOWN, on_error
 from signalcast.config import Settings
+from signalcast.core.errors import ConfigError
 from signalcast.db.engine import init_db
-from signalcast.errors import ConfigError
 from signalcast.notifier.telegram import bot_api_base_url, redact_token_in_logs
 
 log = logging.getLogger(__name__)

@@ -24,9 +24,10 @@ from signalcast.bot.access import Role, command_word, requires, role_of
 from signalcast.bot.context import BotContext
 from signalcast.bot.progress import follow_retrain
 from signalcast.bot.render import escape
-from signalcast.errors import SignalcastError, UnknownNameError
-from signalcast.services import commands, model_admin
-from signalcast.services.commands import RetrainProgress, TaskState
+from signalcast.core.errors import SignalcastError, UnknownNameError
+from signalcast.lifecycle import admin as model_admin
+from signalcast.ops import commands
+from signalcast.ops.commands import RetrainProgress, TaskState
 
 log = logging.getLogger(__name__)
 Context = ContextTypes.DEFAULT_TYPE

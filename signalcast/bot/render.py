@@ -9,8 +9,8 @@ from html import escape as _escape
 from typing import Any
 
 from signalcast.db.tables import ModelEvent
-from signalcast.services.commands import ChatSettings, RetrainProgress
-from signalcast.services.model_admin import ModelInfo
+from signalcast.lifecycle.admin import ModelInfo
+from signalcast.ops.commands import ChatSettings, RetrainProgress
 
 escape = partial(_escape, quote=False)  # quotes need no escaping in Telegram HTML text
 MESSAGE_LIMIT = 4096

@@ -29,8 +29,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from signalcast.errors import ConfigError, UnknownNameError
-from signalcast.timeframes import timeframe_to_timedelta
+from signalcast.core.errors import ConfigError, UnknownNameError
+from signalcast.core.timeframes import timeframe_to_timedelta
 
 DEFAULT_CONFIG = "default.yaml"
 

@@ -13,10 +13,10 @@ What this module promises:
 - **Retries**: timeouts, 429/418 rate-limit answers, 5xx and connection failures (ccxt's
   ``NetworkError``/``BadResponse``) are retried ``max_retries`` times with exponential backoff,
   honouring ``Retry-After``; when that is longer than the backoff maximum (an IP ban) or the
-  retries run out, :class:`~signalcast.errors.TemporaryError` says what failed. Permanent
-  answers are not retried: an unknown symbol is a :class:`~signalcast.errors.DataError` listing
+  retries run out, :class:`~signalcast.core.errors.TemporaryError` says what failed. Permanent
+  answers are not retried: an unknown symbol is a :class:`~signalcast.core.errors.DataError` listing
   the close symbols the exchange does list, authentication or unsupported features are a
-  :class:`~signalcast.errors.ConfigError`.
+  :class:`~signalcast.core.errors.ConfigError`.
 - **Clean candles only**: every page goes through :func:`clean_ohlcv`: rows with a missing or
   non-positive price, high/low that do not contain open and close, negative volume, an open time
   off the timeframe's grid or a conflicting duplicate are dropped and logged, identical
@@ -24,7 +24,7 @@ What this module promises:
   :func:`~signalcast.data.validation.validate_candles`. Bad candles are never returned.
 
 The forming candle, gaps and storage are the caller's business
-(:mod:`signalcast.services.ingest`).
+(:mod:`signalcast.pipeline.ingest`).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from signalcast.core.errors import ConfigError, DataError, TemporaryError
+from signalcast.core.timeframes import timeframe_to_timedelta, utc
 from signalcast.data.validation import COLUMNS, validate_candles
-from signalcast.errors import ConfigError, DataError, TemporaryError
-from signalcast.timeframes import timeframe_to_timedelta, utc
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Why: people bring candles from exchanges, notebooks and data vendors, each with its own column
 names and time format. This module accepts the usual variations and turns everything else into a
-:class:`~signalcast.errors.DataError` that names the file, the line (as a user sees it in the
+:class:`~signalcast.core.errors.DataError` that names the file, the line (as a user sees it in the
 file) or column, and the fix. The result is validated by
 :func:`~signalcast.data.validation.validate_candles`, so it meets the candle-frame contract.
 
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from signalcast.core.errors import DataError
 from signalcast.data.validation import COLUMNS, validate_candles
-from signalcast.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from signalcast.errors import UnknownNameError
+from signalcast.core.errors import UnknownNameError
+from signalcast.core.timeframes import timeframe_to_timedelta, utc
 from signalcast.features.labels import DOWN, EXPIRED, UP, first_touch_labels
-from signalcast.timeframes import timeframe_to_timedelta, utc
 
 COLUMNS = ["open", "high", "low", "close", "volume"]
 DEFAULT_START = datetime(2023, 1, 1, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 Why: every later stage (features, labels, models) trusts its candles. A duplicated or unordered
 timestamp, a missing price or a high below the close would give silently wrong labels, so each
-problem is either a clear :class:`~signalcast.errors.DataError` or, with ``repair=True``
+problem is either a clear :class:`~signalcast.core.errors.DataError` or, with ``repair=True``
 (CLI ``--repair``), a logged fix. Missing candles (gaps) are reported and logged, never invented.
 
 The returned frame always meets the contract: a tz-aware UTC ``DatetimeIndex`` named ``time``
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from signalcast.errors import DataError
-from signalcast.timeframes import timeframe_to_timedelta
+from signalcast.core.errors import DataError
+from signalcast.core.timeframes import timeframe_to_timedelta
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
-from signalcast.errors import ConfigError
+from signalcast.core.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_S = 60
 

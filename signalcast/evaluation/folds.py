@@ -9,7 +9,7 @@ For each test block ``[start, stop)`` (candle positions):
   label reads candles ``position + 1 .. position + horizon``, so none reads a test candle;
 * **embargo**: rows in the ``embargo`` candles after an earlier test block never train (their
   features overlap that block's candles); the default embargo is ``horizon``;
-* **calibration**: the training window is split like :func:`~signalcast.services.training.
+* **calibration**: the training window is split like :func:`~signalcast.lifecycle.train.
   purged_split`: the model is fitted on the older rows, then a purge of ``horizon`` candles,
   then the newest ``calibration_fraction`` of the window calibrates. Calibration rows therefore
   come strictly after the fit rows and strictly before the test block, never inside it;
@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from signalcast.errors import DataError
+from signalcast.core.errors import DataError
 
 
 @dataclass(frozen=True)

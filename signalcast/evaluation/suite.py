@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from signalcast.config import Settings
+from signalcast.core.errors import DataError
 from signalcast.data import SyntheticMarket
-from signalcast.errors import DataError
 from signalcast.evaluation.folds import WalkForwardConfig
 from signalcast.evaluation.walkforward import Progress, SeriesEvaluation, evaluate_series
 from signalcast.models import registry
@@ -63,7 +63,7 @@ def synthetic_candles(settings: Settings, assets: Sequence[str],
                       periods: int) -> tuple[dict[str, pd.DataFrame], dict[str, SyntheticMarket]]:
     """The first ``periods`` candles of each asset from the configured synthetic market (seed,
     start and timeframe from the config), and the market of each asset (for its oracle)."""
-    from signalcast.services.ingest import synthetic_market
+    from signalcast.pipeline.ingest import synthetic_market
 
     candles, markets = {}, {}
     for symbol in assets:
@@ -75,8 +75,8 @@ def synthetic_candles(settings: Settings, assets: Sequence[str],
 
 def stored_candles(settings: Settings, assets: Sequence[str]) -> dict[str, pd.DataFrame]:
     """Every stored candle of each asset from the configured database."""
+    from signalcast.db.candles import read_candles
     from signalcast.db.engine import init_db, session_scope
-    from signalcast.services.candles import read_candles
 
     engine = init_db(settings.env.database_url)
     out = {}

@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from signalcast.config import TargetConfig
-from signalcast.errors import DataError
+from signalcast.core.errors import DataError
 from signalcast.evaluation.folds import FoldPlan, TestBlock, WalkForwardConfig, plan_folds
 from signalcast.evaluation.metrics import Scores, score
 from signalcast.features import feature_names
+from signalcast.lifecycle.train import TrainingSet, build_training_set
 from signalcast.models import registry
 from signalcast.models.calibration import SigmoidCalibrator
-from signalcast.services.training import TrainingSet, build_training_set
 
 Progress = Callable[[str], None]
 

@@ -34,8 +34,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from signalcast.errors import DataError
-from signalcast.timeframes import timeframe_to_timedelta
+from signalcast.core.errors import DataError
+from signalcast.core.timeframes import timeframe_to_timedelta
 
 FEATURE_SET = "v1"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from signalcast.errors import ArtifactError
+from signalcast.core.errors import ArtifactError
 from signalcast.models.base import SignalModel
 from signalcast.models.calibration import SigmoidCalibrator
 from signalcast.models.registry import family_class

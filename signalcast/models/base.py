@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from signalcast.errors import SignalcastError
+from signalcast.core.errors import SignalcastError
 
 
 class NotFittedError(SignalcastError, RuntimeError):

@@ -18,7 +18,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from signalcast.errors import UnknownNameError
+from signalcast.core.errors import UnknownNameError
 from signalcast.models.base import SignalModel
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,13 @@ ENTRY_POINT_GROUP = "signalcast.models"
 BUILTIN_SOURCE = "built-in"
 
 BUILTIN: dict[str, str] = {
-    "lightgbm": "signalcast.models.lightgbm_model:LightGBMModel",
-    "xgboost": "signalcast.models.xgboost_model:XGBoostModel",
-    "hmm": "signalcast.models.hmm_model:HMMModel",
-    "hmm_lightgbm": "signalcast.models.hybrid_model:HMMLightGBMModel",
-    "river": "signalcast.models.river_model:RiverModel",
-    "random_forest": "signalcast.models.random_forest_model:RandomForestModel",
-    "lorentzian": "signalcast.models.lorentzian_model:LorentzianModel",
+    "lightgbm": "signalcast.models.families.lightgbm:LightGBMModel",
+    "xgboost": "signalcast.models.families.xgboost:XGBoostModel",
+    "hmm": "signalcast.models.families.hmm:HMMModel",
+    "hmm_lightgbm": "signalcast.models.families.hmm_lightgbm:HMMLightGBMModel",
+    "river": "signalcast.models.families.river:RiverModel",
+    "random_forest": "signalcast.models.families.random_forest:RandomForestModel",
+    "lorentzian": "signalcast.models.families.lorentzian:LorentzianModel",
     "weighted_ensemble": "signalcast.ensemble.weighted:WeightedEnsemble",
     "stacking_ensemble": "signalcast.ensemble.stacking:StackingEnsemble",
 }

@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from signalcast.errors import ConfigError
-from signalcast.timeframes import timeframe_to_timedelta
+from signalcast.core.errors import ConfigError
+from signalcast.core.timeframes import timeframe_to_timedelta
 
 __all__ = [
     "CAPTION_LIMIT",

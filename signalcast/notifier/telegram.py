@@ -46,7 +46,7 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
-from signalcast.errors import ConfigError, SignalcastError, TemporaryError
+from signalcast.core.errors import ConfigError, SignalcastError, TemporaryError
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -7,9 +7,9 @@ import os
 import threading
 from collections.abc import Callable
 
+from signalcast.alerts.rules import CONSOLE_CHAT
 from signalcast.config import Settings
 from signalcast.notifier.telegram import ConsoleTransport, TelegramTransport, Transport
-from signalcast.services.alert_rules import CONSOLE_CHAT
 
 _lock = threading.Lock()
 _telegram: dict[tuple[int, str, str | None], TelegramTransport] = {}

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from signalcast.config import Settings
+from signalcast.core.timeframes import timeframe_to_timedelta
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import (
     AlertOutbox,
@@ -42,7 +43,6 @@ from signalcast.db.tables import (
     TaskRun,
 )
 from signalcast.features.labels import DOWN, UP
-from signalcast.timeframes import timeframe_to_timedelta
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ class SignalcastCollector:
         url = self.settings.env.broker_url
         if url is None:  # embedded mode: no queues outside the process
             return
-        from signalcast.services.cluster import queue_depths
+        from signalcast.ops.cluster import queue_depths
 
         depth = GaugeMetricFamily("signalcast_queue_depth", "messages waiting per queue",
                                   labels=["queue"])

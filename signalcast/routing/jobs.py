@@ -5,7 +5,7 @@ scheduler; they do their work directly, it is short).
   resolved outcomes; promote or notify (see :mod:`signalcast.routing.promotion`). Daily is
   enough: outcomes accumulate one per candle.
 - :func:`learn_online`: online learning and drift for every asset, for a deployment that does
-  not call :func:`signalcast.routing.online.learn_from_outcomes` from the resolve task.
+  not call :func:`signalcast.pipeline.learn.learn_from_outcomes` from the resolve task.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from signalcast.config import Settings
-from signalcast.routing import online, promotion
+from signalcast.pipeline import learn as online
+from signalcast.routing import promotion
 
 
 def evaluate_promotions(engine: Engine, settings: Settings, now: datetime) -> list[dict]:

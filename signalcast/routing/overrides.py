@@ -17,10 +17,10 @@ from sqlmodel import Session, select
 
 from signalcast.config import Settings
 from signalcast.config.settings import RoutePolicy
+from signalcast.core.errors import ConfigError
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import RoutingOverride, utcnow
 from signalcast.db.upsert import upsert
-from signalcast.errors import ConfigError
 
 _FIELDS = ("shadows", "ab_share", "ab_challenger")
 KEEP: Any = object()  # "leave this setting as it is"

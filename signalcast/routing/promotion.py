@@ -20,7 +20,7 @@ with ``b = (lags + 1) / n``) and the statistic is referred to Student's t with t
 equivalent degrees of freedom ``3n / (2 (lags + 1))`` (Sun, Phillips and Jin 2008).
 
 ``promote_mode: auto`` promotes the best qualifying challenger through
-:func:`signalcast.services.model_admin.promote_version` (audit row and ``model`` alert) and adds
+:func:`signalcast.lifecycle.admin.promote_version` (audit row and ``model`` alert) and adds
 the test statistics to that audit row; ``command`` only notifies, once per pair, and an operator
 promotes. Every comparison with enough outcomes is recorded in ``promotion_checks``; the same
 outcomes checked again add nothing, so running the job twice changes nothing.
@@ -39,14 +39,14 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from signalcast.config import Settings
+from signalcast.core.errors import SignalcastError
+from signalcast.core.timeframes import utc
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelEvent, Outcome, Prediction, PromotionCheck
 from signalcast.db.upsert import insert_ignore
-from signalcast.errors import SignalcastError
 from signalcast.features import DOWN, UP
 from signalcast.routing.overrides import apply_override, overrides_for
 from signalcast.routing.router import label, make_lineup, version_rows
-from signalcast.timeframes import utc
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def evaluate_promotions(engine: Engine, settings: Settings, now: datetime, *,
     """Compare, record and act for every configured (asset, target); see the module docstring.
     ``mode`` overrides each target's ``promote_mode`` (``auto`` promotes the best qualifying
     challenger; ``command`` notifies)."""
-    from signalcast.services.model_admin import promote_version
+    from signalcast.lifecycle.admin import promote_version
 
     now = utc(now)
     results: list[Comparison] = []
@@ -255,7 +255,7 @@ def _record(session: Session, settings: Settings, item: Comparison, now: datetim
         "decision": item.decision, "stats": item.stats},
         keys=["champion_version_id", "challenger_version_id", "n_shared"])
     if inserted and first_time and notify:
-        from signalcast.services.alert_rules import queue_model_event_alert
+        from signalcast.alerts.rules import queue_model_event_alert
 
         queue_model_event_alert(
             session, settings, "promotion_ready", item.asset, item.target,

@@ -17,10 +17,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from signalcast.config import Settings
+from signalcast.core.timeframes import utc
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ScheduledEnqueue
 from signalcast.scheduler.jobs import candle_close_tick, retrain_all
-from signalcast.timeframes import utc
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from signalcast.alerts.rules import queue_summary_alerts, queue_system_alerts
 from signalcast.config import Settings
+from signalcast.core.timeframes import last_closed_open_time, utc
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import AlertOutbox, ScheduledEnqueue
 from signalcast.db.upsert import insert_ignore
-from signalcast.services.alert_rules import queue_summary_alerts, queue_system_alerts
 from signalcast.tasks import tasks
-from signalcast.timeframes import last_closed_open_time, utc
 
 log = logging.getLogger(__name__)
 ENQUEUE_RETRY_SECONDS = 120.0
@@ -147,7 +147,7 @@ def drain_due_alerts(engine: Engine, settings: Settings, now: datetime) -> Async
     if not due:
         return None
     if settings.env.broker_url is not None:
-        from signalcast.services.commands import queue_depths
+        from signalcast.ops.commands import queue_depths
 
         try:
             if queue_depths(settings.env.broker_url)["alerts"] > 0:

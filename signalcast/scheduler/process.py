@@ -18,6 +18,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from signalcast.config import Settings
+from signalcast.core.timeframes import timeframe_to_timedelta
 from signalcast.db.engine import get_engine
 from signalcast.routing.jobs import evaluate_promotions
 from signalcast.scheduler.catchup import catch_up
@@ -29,7 +30,6 @@ from signalcast.scheduler.jobs import (
     system_check,
 )
 from signalcast.scheduler.leader import LeaderLock
-from signalcast.timeframes import timeframe_to_timedelta
 
 log = logging.getLogger(__name__)
 

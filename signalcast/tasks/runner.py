@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from signalcast.config import Settings
-from signalcast.runtime import set_settings
+from signalcast.config.runtime import set_settings
 from signalcast.tasks.app import app, configure, embedded_worker
 
 

@@ -15,11 +15,11 @@ from datetime import datetime
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
+from signalcast.config.runtime import get_settings
+from signalcast.core.errors import TemporaryError
 from signalcast.db.engine import get_engine, session_scope
-from signalcast.errors import TemporaryError
 from signalcast.observability import log_context
-from signalcast.runtime import get_settings
-from signalcast.services.runs import recorded_run
+from signalcast.ops.runs import recorded_run
 from signalcast.tasks.app import app
 
 RETRY = {"autoretry_for": (TemporaryError, OperationalError), "retry_backoff": 2,
@@ -52,7 +52,7 @@ def _when(iso: str) -> datetime:
 
 @app.task(name="signalcast.ingest", bind=True, **RETRY)
 def ingest(self: Task, asset: str, now: str) -> dict:
-    from signalcast.services.ingest import ingest_asset
+    from signalcast.pipeline.ingest import ingest_asset
 
     with _recorded(self, "ingest", {"asset": asset, "now": now}) as run:
         with session_scope(_engine()) as session:
@@ -62,7 +62,7 @@ def ingest(self: Task, asset: str, now: str) -> dict:
 
 @app.task(name="signalcast.predict", bind=True, **RETRY)
 def predict(self: Task, asset: str, candle_time: str) -> dict:
-    from signalcast.services.prediction import predict_asset
+    from signalcast.pipeline.predict import predict_asset
 
     args = {"asset": asset, "candle_time": candle_time}
     with _recorded(self, "predict", args) as run:
@@ -73,8 +73,8 @@ def predict(self: Task, asset: str, candle_time: str) -> dict:
 
 @app.task(name="signalcast.resolve", bind=True, **RETRY)
 def resolve(self: Task, asset: str, now: str) -> dict:
-    from signalcast.routing.online import learn_from_outcomes
-    from signalcast.services.outcomes import resolve_outcomes
+    from signalcast.pipeline.learn import learn_from_outcomes
+    from signalcast.pipeline.resolve import resolve_outcomes
 
     with _recorded(self, "resolve", {"asset": asset, "now": now}) as run:
         with session_scope(_engine()) as session:
@@ -86,7 +86,7 @@ def resolve(self: Task, asset: str, now: str) -> dict:
 
 @app.task(name="signalcast.train", bind=True, **RETRY)
 def train(self: Task, asset: str, target: str, family: str, now: str) -> dict:
-    from signalcast.services.training import train_model
+    from signalcast.lifecycle.train import train_model
 
     args = {"asset": asset, "target": target, "family": family, "now": now}
     with _recorded(self, "train", args) as run:
@@ -101,8 +101,8 @@ def train(self: Task, asset: str, target: str, family: str, now: str) -> dict:
 
 @app.task(name="signalcast.send_alerts", bind=True, **RETRY)
 def send_alerts(self: Task) -> dict:
+    from signalcast.alerts.drain import drain_outbox
     from signalcast.notifier.transports import transports_for
-    from signalcast.services.alerts import drain_outbox
 
     with _recorded(self, "send_alerts", {}) as run:
         settings = get_settings()

@@ -50,8 +50,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from signalcast.core.timeframes import timeframe_to_timedelta, utc
 from signalcast.data import SyntheticMarket
-from signalcast.timeframes import timeframe_to_timedelta, utc
 
 DEFAULT_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BTC/USDC")
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -21,7 +21,7 @@ The exchange path, per asset and call:
    is recorded in ``candle_gaps`` and reported. Missing slots before the exchange's first candle
    are its history start, not a gap. The newest closed candle itself is asked again with
    backoff (exchanges publish it a moment late); if it does not come, everything else stays
-   stored and :class:`~signalcast.errors.TemporaryError` says so: the tick predicts nothing for
+   stored and :class:`~signalcast.core.errors.TemporaryError` says so: the tick predicts nothing for
    this asset (the Celery chain stops before predict and the task is retried).
 """
 
@@ -40,12 +40,12 @@ from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from signalcast.config import AssetConfig, Settings
+from signalcast.core.errors import TemporaryError
+from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
 from signalcast.data import SyntheticMarket
+from signalcast.db.candles import last_candle_time, store_candles
 from signalcast.db.tables import Candle, CandleGap
 from signalcast.db.upsert import upsert
-from signalcast.errors import TemporaryError
-from signalcast.services.candles import last_candle_time, store_candles
-from signalcast.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
 
 log = logging.getLogger(__name__)
 

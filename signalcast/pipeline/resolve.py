@@ -7,13 +7,13 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
+from signalcast.alerts.rules import queue_outcome_alerts
 from signalcast.config import Settings
+from signalcast.core.timeframes import last_closed_open_time
+from signalcast.db.candles import read_candles
 from signalcast.db.tables import Outcome, Prediction
 from signalcast.db.upsert import insert_ignore
 from signalcast.features import PENDING, resolve_first_touch
-from signalcast.services.alert_rules import queue_outcome_alerts
-from signalcast.services.candles import read_candles
-from signalcast.timeframes import last_closed_open_time
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from signalcast.errors import ConfigError
+from signalcast.core.errors import ConfigError
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _PATTERN = re.compile(r"^(\d+)([mhd])$")

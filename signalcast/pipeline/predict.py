@@ -17,10 +17,17 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
+from signalcast.alerts.rules import (
+    queue_model_event_alert,
+    queue_signal_alerts,
+    signal_payload,
+)
 from signalcast.config import Settings
+from signalcast.core.errors import ArtifactError, DataError
+from signalcast.core.timeframes import utc
+from signalcast.db.candles import read_candles
 from signalcast.db.tables import ModelVersion, Prediction
 from signalcast.db.upsert import upsert
-from signalcast.errors import ArtifactError, DataError
 from signalcast.features import FEATURE_SET, MAX_LOOKBACK, feature_names, latest_features
 from signalcast.models.artifact import ServedModel, load_artifact
 from signalcast.routing.router import (
@@ -31,13 +38,6 @@ from signalcast.routing.router import (
     label,
     model_output,
 )
-from signalcast.services.alert_rules import (
-    queue_model_event_alert,
-    queue_signal_alerts,
-    signal_payload,
-)
-from signalcast.services.candles import read_candles
-from signalcast.timeframes import utc
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from signalcast.config import Settings
+from signalcast.core.timeframes import timeframe_to_timedelta
+from signalcast.db.candles import last_candle_time
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelVersion
-from signalcast.services import summary
-from signalcast.services.candles import last_candle_time
-from signalcast.services.cluster import cluster_state, workers_per_queue
-from signalcast.services.ingest import open_gaps
+from signalcast.ops import summary
+from signalcast.ops.cluster import cluster_state, workers_per_queue
+from signalcast.pipeline.ingest import open_gaps
 from signalcast.tasks.app import QUEUES
-from signalcast.timeframes import timeframe_to_timedelta
 
 
 def collect_status(engine: Engine, settings: Settings, now: datetime | None = None

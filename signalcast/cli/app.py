@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from signalcast.config import Settings, load_settings
-from signalcast.errors import SignalcastError
+from signalcast.core.errors import SignalcastError
 
 console = Console()
 cli = typer.Typer(help="Scheduled, distributed ML market signals delivered to Telegram.",
@@ -28,12 +28,12 @@ cli.add_typer(config_cli, name="config")
 
 
 def _mount_subcommands() -> None:
-    from signalcast.cli_admin import admin_models_cli
-    from signalcast.cli_bot import bot
-    from signalcast.cli_evaluate import evaluate
-    from signalcast.cli_models import models_cli
-    from signalcast.cli_ops import health, metrics
-    from signalcast.cli_routing import routing_cli
+    from signalcast.cli.bot import bot
+    from signalcast.cli.evaluate import evaluate
+    from signalcast.cli.models import models_cli
+    from signalcast.cli.models_admin import admin_models_cli
+    from signalcast.cli.ops import health, metrics
+    from signalcast.cli.routing import routing_cli
 
     # one `signalcast models` group: families, plus list / promote / rollback / history
     models_cli.registered_commands.extend(admin_models_cli.registered_commands)
@@ -72,7 +72,7 @@ def demo(
     config: ConfigOpt = None,
 ) -> None:
     """Run the whole pipeline on this machine, no external service needed."""
-    from signalcast.demo import run_demo
+    from signalcast.cli.demo import run_demo
 
     run_demo(workdir, ticks=ticks, history_days=history_days, config=config, console=console)
 
@@ -85,10 +85,10 @@ def replay(
     config: ConfigOpt = None,
 ) -> None:
     """Replay the tick loop over stored history (e.g. a loaded CSV) on a simulated clock."""
+    from signalcast.core.timeframes import timeframe_to_timedelta
     from signalcast.db.engine import init_db
     from signalcast.scheduler.jobs import candle_close_tick
     from signalcast.tasks.runner import task_runtime, wait_chain
-    from signalcast.timeframes import timeframe_to_timedelta
 
     settings = _settings(config)
     settings = Settings(settings.file.model_copy(update={"data": settings.file.data.model_copy(
@@ -159,10 +159,10 @@ def predict(
     """Predict every target of ASSET at a stored candle and print the probabilities."""
     from sqlmodel import select
 
+    from signalcast.db.candles import last_candle_time
     from signalcast.db.engine import init_db, session_scope
     from signalcast.db.tables import ModelVersion, Prediction
-    from signalcast.services.candles import last_candle_time
-    from signalcast.services.prediction import predict_asset
+    from signalcast.pipeline.predict import predict_asset
 
     settings = _settings(config)
     cfg = settings.asset(asset)
@@ -202,9 +202,9 @@ def ingest(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from signalcast.data import load_candles
+    from signalcast.db.candles import store_candles
     from signalcast.db.engine import init_db, session_scope
-    from signalcast.services.candles import store_candles
-    from signalcast.services.ingest import IngestProgress, ingest_asset
+    from signalcast.pipeline.ingest import IngestProgress, ingest_asset
 
     settings = _settings(config)
     if file is not None and backfill is not None:
@@ -270,7 +270,7 @@ def worker(
     config: ConfigOpt = None,
 ) -> None:
     """Start a Celery worker process consuming QUEUES (needs SIGNALCAST_BROKER_URL)."""
-    from signalcast.runtime import set_settings
+    from signalcast.config.runtime import set_settings
     from signalcast.tasks.app import QUEUES, app, configure, pin_model_threads
 
     settings = _settings(config)
@@ -364,13 +364,13 @@ def status(config: ConfigOpt = None,
 
 def _print_status_tables(settings: Settings, brief: bool = False, as_json: bool = False) -> None:
     from signalcast.db.engine import init_db
-    from signalcast.services.status import collect_status
+    from signalcast.ops.status import collect_status
 
     data = collect_status(init_db(settings.env.database_url), settings)
     if as_json:
         print(json.dumps(data, indent=2, default=str))
         return
-    from signalcast.services.status import render_status
+    from signalcast.ops.status import render_status
 
     render_status(data, console, brief=brief)
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session, col, select
 
+from signalcast.core.timeframes import timeframe_to_timedelta, utc
 from signalcast.db.tables import Candle
 from signalcast.db.upsert import upsert
-from signalcast.timeframes import timeframe_to_timedelta, utc
 
 log = logging.getLogger(__name__)
 OHLCV = ["open", "high", "low", "close", "volume"]

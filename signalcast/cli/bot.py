@@ -22,5 +22,5 @@ def bot(config: ConfigOpt = None) -> None:
     run_bot(load_settings(config))
 
 
-if __name__ == "__main__":  # python -m signalcast.cli_bot (before it is mounted)
+if __name__ == "__main__":  # python -m signalcast.cli.bot (before it is mounted)
     typer.run(bot)

@@ -24,6 +24,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from signalcast.config import Settings, TargetConfig
+from signalcast.core.timeframes import timeframe_to_timedelta, utc
 from signalcast.db.tables import (
     AlertLastSent,
     AlertOutbox,
@@ -38,7 +39,6 @@ from signalcast.db.tables import (
 )
 from signalcast.db.upsert import insert_ignore, upsert
 from signalcast.features import DOWN, UP
-from signalcast.timeframes import timeframe_to_timedelta, utc
 
 CONSOLE_CHAT = "console"
 SYSTEM = "system"  # the asset column of system alerts

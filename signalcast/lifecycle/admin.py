@@ -3,7 +3,7 @@
 Every champion change (a training that becomes champion, a promotion, a rollback) writes one
 :class:`~signalcast.db.tables.ModelEvent` row (who, when, why, from/to version, statistics) and
 queues a ``model`` alert, in the same transaction as the change itself. The bot and the CLI call
-these functions; they return data and raise :class:`~signalcast.errors.SignalcastError` with a
+these functions; they return data and raise :class:`~signalcast.core.errors.SignalcastError` with a
 message for people.
 """
 
@@ -19,11 +19,11 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from signalcast.alerts.rules import queue_model_event_alert
 from signalcast.config import Settings
+from signalcast.core.errors import SignalcastError, UnknownNameError
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelEvent, ModelVersion, utcnow
-from signalcast.errors import SignalcastError, UnknownNameError
-from signalcast.services.alert_rules import queue_model_event_alert
 
 CHAMPION_CHANGES = ("retrained", "promoted", "rolled_back")
 _STAT_KEYS = ("auc", "brier", "n_calibration", "base_rate_up")

@@ -1,7 +1,7 @@
 """``signalcast models list|promote|rollback|history``: champion administration from the shell.
 
 The same service functions as the bot's /models, /promote and /rollback
-(:mod:`signalcast.services.model_admin`); mounted on the main CLI under ``models``.
+(:mod:`signalcast.lifecycle.admin`); mounted on the main CLI under ``models``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from signalcast.cli_common import ConfigOpt, cli_actor, settings_and_engine
+from signalcast.cli.common import ConfigOpt, cli_actor, settings_and_engine
 
 console = Console()
 admin_models_cli = typer.Typer(help="Champion models: list, promote, roll back, audit history.",
@@ -29,7 +29,7 @@ _actor = cli_actor
 def list_models(asset: Annotated[str | None, typer.Argument(help="e.g. BTC/USDT")] = None,
                 config: ConfigOpt = None) -> None:
     """Model versions per asset and target: the champion first, with their metrics."""
-    from signalcast.services.model_admin import list_models as service
+    from signalcast.lifecycle.admin import list_models as service
 
     settings, engine = _setup(config)
     table = Table(title="models")
@@ -49,7 +49,7 @@ def promote(asset: str, target: str,
             version: Annotated[str, typer.Argument(help="e.g. lightgbm:3, or 3")],
             reason: ReasonOpt = "", config: ConfigOpt = None) -> None:
     """Make VERSION the champion of ASSET TARGET (audited)."""
-    from signalcast.services.model_admin import promote_version
+    from signalcast.lifecycle.admin import promote_version
 
     settings, engine = _setup(config)
     event = promote_version(engine, settings, asset, target, version, actor=_actor(),
@@ -61,7 +61,7 @@ def promote(asset: str, target: str,
 @admin_models_cli.command("rollback")
 def rollback(asset: str, target: str, reason: ReasonOpt = "", config: ConfigOpt = None) -> None:
     """Give the champion role of ASSET TARGET back to the version it replaced (audited)."""
-    from signalcast.services.model_admin import rollback as service
+    from signalcast.lifecycle.admin import rollback as service
 
     settings, engine = _setup(config)
     event = service(engine, settings, asset, target, actor=_actor(), reason=reason)
@@ -74,7 +74,7 @@ def history(asset: str, target: str,
             limit: Annotated[int, typer.Option(min=1, help="newest events shown")] = 20,
             config: ConfigOpt = None) -> None:
     """The audit log of ASSET TARGET: every champion change, newest first."""
-    from signalcast.services.model_admin import history as service
+    from signalcast.lifecycle.admin import history as service
 
     settings, engine = _setup(config)
     table = Table(title=f"model events {asset} {target}")

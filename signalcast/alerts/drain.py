@@ -34,13 +34,13 @@ from sqlalchemy import delete, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from signalcast.alerts.rules import ALL, SYSTEM, delivery_mode
 from signalcast.config import Settings
 from signalcast.config.settings import AlertsConfig
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import AlertLastSent, AlertOutbox, ChatPref, utcnow
 from signalcast.notifier.format import fit_caption, format_alert
 from signalcast.notifier.telegram import PermanentFailure, RetryLater
-from signalcast.services.alert_rules import ALL, SYSTEM, delivery_mode
 
 log = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(minutes=2)
@@ -211,8 +211,8 @@ def _send(transport: Transport, chat_id: str, text: str, photo: bytes | None, si
 
 def _chart(engine: Engine, settings: Settings, row: AlertOutbox) -> bytes | None:
     """The signal's chart, or None (logged) when it cannot be drawn."""
+    from signalcast.db.candles import read_candles
     from signalcast.notifier.charts import signal_chart
-    from signalcast.services.candles import read_candles
 
     p = row.payload
     try:
@@ -242,7 +242,7 @@ def drain_outbox(engine: Engine, transport_for: Callable[[str], Transport | None
     ``limit`` at a time, oldest first, until none is due or the time is up.
     """
     if settings is None:
-        from signalcast.runtime import get_settings
+        from signalcast.config.runtime import get_settings
 
         settings = get_settings()
     cfg = settings.alerts

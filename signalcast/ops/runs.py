@@ -15,10 +15,10 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from signalcast.core.errors import SignalcastError
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import TaskRun, utcnow
 from signalcast.db.upsert import dialect_insert
-from signalcast.errors import SignalcastError
 
 
 class RunRecorder:
@@ -63,7 +63,7 @@ def recorded_run(engine: Engine, task_id: str, retries: int, name: str,
     the run is marked failed for good and :class:`GaveUp` is raised instead of running again.
     """
     if max_lost is None:
-        from signalcast.runtime import get_settings
+        from signalcast.config.runtime import get_settings
 
         max_lost = get_settings().workers.max_lost_deliveries
     with session_scope(engine) as session:

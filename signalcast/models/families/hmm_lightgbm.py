@@ -2,7 +2,7 @@
 regime probabilities.
 
 The HMM is fitted first, on the same training rows; its regime probabilities are causal and
-computed from each row alone (see :mod:`signalcast.models.hmm_model`), so appending them as
+computed from each row alone (see :mod:`signalcast.models.families.hmm`), so appending them as
 columns leaks nothing and works on the one-row hot path. Hyperparameters of the two parts are
 nested: ``{"hmm": {"n_states": 3}, "lightgbm": {"n_estimators": 200}}``; both use ``seed``.
 The artifact holds both parts' own pickle-free payloads.
@@ -16,8 +16,8 @@ from typing import Any, Self
 import numpy as np
 
 from signalcast.models.base import SignalModel, pack_arrays, unpack_arrays
-from signalcast.models.hmm_model import HMMModel
-from signalcast.models.lightgbm_model import LightGBMModel
+from signalcast.models.families.hmm import HMMModel
+from signalcast.models.families.lightgbm import LightGBMModel
 
 
 class HMMLightGBMModel(SignalModel):

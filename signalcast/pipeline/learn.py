@@ -36,6 +36,8 @@ from sqlmodel import Session, select
 
 from signalcast.config import Settings, TargetConfig
 from signalcast.config.settings import AssetConfig
+from signalcast.core.timeframes import timeframe_to_timedelta, utc
+from signalcast.db.candles import read_candles
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelEvent, ModelVersion, OnlineLearned, Outcome, Prediction
 from signalcast.db.upsert import upsert
@@ -51,8 +53,6 @@ from signalcast.models import registry
 from signalcast.models.artifact import load_artifact, sha256
 from signalcast.routing.overrides import apply_override, overrides_for
 from signalcast.routing.router import label, make_lineup, newest, version_rows
-from signalcast.services.candles import read_candles
-from signalcast.timeframes import timeframe_to_timedelta, utc
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def adwin_detections(errors: Sequence[float], delta: float) -> list[tuple[int, i
 
 def _check_drift(engine: Engine, settings: Settings, asset: str, target: str,
                  now: datetime) -> dict | None:
-    from signalcast.services.model_admin import record_model_event
+    from signalcast.lifecycle.admin import record_model_event
 
     with session_scope(engine) as session:
         champion = session.exec(select(ModelVersion).options(defer(ModelVersion.artifact))

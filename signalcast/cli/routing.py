@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from signalcast.cli_common import ConfigOpt, cli_actor, settings_and_engine
+from signalcast.cli.common import ConfigOpt, cli_actor, settings_and_engine
 from signalcast.config import Settings
 
 console = Console()

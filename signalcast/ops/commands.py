@@ -2,7 +2,7 @@
 
 The Telegram bot (``signalcast.bot``) and the command line only parse arguments, call these and
 render the answer; names are validated here, so a wrong one raises
-:class:`~signalcast.errors.UnknownNameError` listing the valid choices.
+:class:`~signalcast.core.errors.UnknownNameError` listing the valid choices.
 """
 
 from __future__ import annotations
@@ -16,8 +16,15 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from signalcast.alerts.rules import (
+    alert_chats,
+    chat_prefs,
+    confidence_band,
+    delivery_mode,
+)
 from signalcast.config import Settings
 from signalcast.config.settings import ALERT_KINDS
+from signalcast.core.errors import ConfigError, UnknownNameError
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import (
     AlertOutbox,
@@ -28,14 +35,7 @@ from signalcast.db.tables import (
     TaskRun,
     utcnow,
 )
-from signalcast.errors import ConfigError, UnknownNameError
-from signalcast.services.alert_rules import (
-    alert_chats,
-    chat_prefs,
-    confidence_band,
-    delivery_mode,
-)
-from signalcast.services.model_admin import list_models  # noqa: F401  (part of this API)
+from signalcast.lifecycle.admin import list_models  # noqa: F401  (part of this API)
 
 QUEUE_NAMES = ("predict", "train", "alerts")
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")  # kombu's redis priority lists

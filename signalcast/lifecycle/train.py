@@ -24,17 +24,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from signalcast.config import Settings, TargetConfig
+from signalcast.core.errors import DataError
+from signalcast.core.timeframes import last_closed_open_time, utc
+from signalcast.db.candles import read_candles
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelVersion
-from signalcast.errors import DataError
 from signalcast.features import FEATURE_SET, compute_features, feature_names, first_touch_labels
 from signalcast.features.labels import DOWN, UP
+from signalcast.lifecycle import admin as model_admin
 from signalcast.models import registry
 from signalcast.models.artifact import ServedModel, sha256
 from signalcast.models.calibration import SigmoidCalibrator
-from signalcast.services import model_admin
-from signalcast.services.candles import read_candles
-from signalcast.timeframes import last_closed_open_time, utc
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]

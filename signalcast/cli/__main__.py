@@ -1,0 +1,3 @@
+from signalcast.cli import main
+
+main()
