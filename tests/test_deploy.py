@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel
 
 from signalcast.cli.app import cli
-from signalcast.config.settings import EnvConfig, FileConfig, load_settings
+from signalcast.config import EnvConfig, FileConfig, load_settings
 from signalcast.tasks.app import QUEUES
 
 REPO = Path(__file__).resolve().parents[1]
