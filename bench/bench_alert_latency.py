@@ -39,11 +39,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the fake Bot API server and the worker helpers live in tests/
 
+from signalcast.alerts.subscriptions import unsubscribe  # noqa: E402
 from signalcast.cli.demo import wait_chain  # noqa: E402
 from signalcast.config import load_settings  # noqa: E402
 from signalcast.db.engine import init_db, session_scope  # noqa: E402
 from signalcast.lifecycle.train import train_model  # noqa: E402
-from signalcast.ops.commands import unsubscribe  # noqa: E402
 from signalcast.pipeline.ingest import ingest_asset  # noqa: E402
 from signalcast.scheduler.jobs import candle_close_tick  # noqa: E402
 from signalcast.tasks.app import app, configure  # noqa: E402

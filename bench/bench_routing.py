@@ -166,7 +166,7 @@ def served_auc(engine, since, until, oracle: pd.Series) -> tuple[float | None, f
 
 
 def regime_change(tmp: Path, args) -> None:
-    from signalcast.routing.promotion import evaluate_promotions
+    from signalcast.lifecycle.promote import evaluate_promotions
 
     n_before, post_train, after_train = 4000, args.post_train_days * 24, args.after_days * 24
     config = {"assets": [{"symbol": ASSET}], "targets": [{"pct": 0.01, "horizon": 24}],

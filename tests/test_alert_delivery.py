@@ -15,12 +15,12 @@ from sqlmodel import select
 
 from signalcast.alerts.drain import SendRateLimiter, drain_outbox
 from signalcast.alerts.rules import queue_signal_alerts
+from signalcast.alerts.subscriptions import pause_alerts, resume_alerts, subscribe
 from signalcast.config import load_settings
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import AlertOutbox
 from signalcast.notifier.format import format_alert
 from signalcast.notifier.telegram import SendResult, TelegramTransport
-from signalcast.ops.commands import pause_alerts, resume_alerts, subscribe
 from tests.conftest import seed_history, write_config
 from tests.fakes.telegram_checks import deliveries, gaps, signal_counts
 from tests.fakes.telegram_server import FakeTelegram

@@ -16,6 +16,7 @@ from signalcast.alerts.rules import (
     queue_signal_alerts,
     queue_system_alerts,
 )
+from signalcast.alerts.subscriptions import chat_settings, subscribe, unsubscribe
 from signalcast.config import load_settings
 from signalcast.core.errors import UnknownNameError
 from signalcast.db.engine import init_db, session_scope
@@ -28,7 +29,6 @@ from signalcast.db.tables import (
     TaskRun,
 )
 from signalcast.notifier.format import format_alert
-from signalcast.ops.commands import chat_settings, subscribe, unsubscribe
 from signalcast.pipeline.resolve import resolve_outcomes
 from signalcast.scheduler.jobs import daily_summary, system_check
 from tests.conftest import seed_history, write_config

@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from signalcast.cli.models_admin import admin_models_cli
+from signalcast.cli.models import models_cli as admin_models_cli
 from signalcast.config import load_settings
 from signalcast.core.errors import SignalcastError, UnknownNameError
 from signalcast.db.engine import init_db, session_scope

@@ -16,9 +16,10 @@ from signalcast.config.runtime import set_settings
 from signalcast.core.timeframes import last_closed_open_time
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import AlertOutbox, Candle, Outcome, Prediction, TaskRun
-from signalcast.scheduler.jobs import candle_close_tick, train_signatures
+from signalcast.scheduler.jobs import candle_close_tick
 from signalcast.tasks import tasks
 from signalcast.tasks.app import app, configure
+from signalcast.tasks.enqueuer import train_signatures
 from signalcast.tasks.runner import wait_chain
 from tests.conftest import seed_history
 from tests.processes import signalcast_env, stop, workers

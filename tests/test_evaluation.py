@@ -36,7 +36,7 @@ from signalcast.evaluation.metrics import alert_stats, null_auc_sd, reliability_
 from signalcast.evaluation.report import regime_figure, write_html, write_json
 from signalcast.evaluation.suite import quick_params
 from signalcast.evaluation.walkforward import fit_fold
-from signalcast.lifecycle.train import TrainingSet, build_training_set
+from signalcast.features.dataset import TrainingSet, build_training_set
 from signalcast.models import registry
 from signalcast.models.base import SignalModel
 from signalcast.models.calibration import SigmoidCalibrator

@@ -20,8 +20,9 @@ from sqlmodel import select
 from signalcast.config.runtime import set_settings
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import ModelVersion, Prediction, TaskRun
-from signalcast.scheduler.jobs import candle_close_tick, train_signatures
+from signalcast.scheduler.jobs import candle_close_tick
 from signalcast.tasks.app import app, configure
+from signalcast.tasks.enqueuer import train_signatures
 from signalcast.tasks.runner import wait_chain
 from tests.conftest import seed_history, write_config
 from tests.processes import signalcast_env, start_worker, stop, wait_for_workers, workers

@@ -17,13 +17,14 @@ from sqlalchemy import delete
 from sqlmodel import select
 from typer.testing import CliRunner
 
+from signalcast.cli.render import render_status
 from signalcast.config import load_settings
 from signalcast.core.errors import DataError, TemporaryError
 from signalcast.data.exchange import clear_sources
 from signalcast.db.candles import read_candles
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import Candle, CandleGap
-from signalcast.ops.status import collect_status, render_status
+from signalcast.ops.status import collect_status
 from signalcast.pipeline.ingest import ingest_asset
 from tests.fakes.exchange_server import FakeExchange, ms
 

@@ -23,6 +23,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from typer.testing import CliRunner
 
+from signalcast.cli.render import render_status
+from signalcast.config.runtime import configure_logging_from_env
+from signalcast.core.logs import (
+    JsonFormatter,
+    configure_logging,
+    current_context,
+    log_context,
+    set_service_level,
+)
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import (
     AlertOutbox,
@@ -35,19 +44,12 @@ from signalcast.db.tables import (
     TaskRun,
 )
 from signalcast.features.labels import DOWN, EXPIRED, UP
-from signalcast.observability import (
-    configure_logging,
-    configure_logging_from_env,
-    current_context,
-    log_context,
-    set_service_level,
-)
 from signalcast.observability.health import check_scheduler, check_worker, run_checks
-from signalcast.observability.logs import JsonFormatter
 from signalcast.observability.metrics import METRIC_NAMES, MetricsServer, SignalcastCollector
 from signalcast.ops import summary
-from signalcast.ops.status import collect_status, render_status
+from signalcast.ops.status import collect_status
 from signalcast.scheduler.leader import LOCK_KEY
+from signalcast.tasks.enqueuer import probe_for
 from tests.processes import signalcast_env, workers
 
 NOW = datetime(2024, 5, 1, 12, 0, 20, tzinfo=UTC)
@@ -206,8 +208,9 @@ def test_without_a_chosen_level_a_service_raises_verbosity_to_info(root_logging,
 CELERY_LOGS = """
 import logging
 from celery.utils.log import get_task_logger
-from signalcast.observability import configure_logging_from_env, log_context, \
-    route_celery_logging
+from signalcast.config.runtime import configure_logging_from_env
+from signalcast.core.logs import log_context
+from signalcast.tasks.app import route_celery_logging
 from signalcast.tasks.app import app
 
 configure_logging_from_env()
@@ -379,7 +382,7 @@ def test_metrics_command_serves_until_sigterm(config_path, sqlite_url, tmp_path)
     env = signalcast_env(config_path, sqlite_url, CLOSED_PORT_REDIS)
     env.pop("SIGNALCAST_BROKER_URL")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import typer; from signalcast.cli.ops import metrics; "
+        [sys.executable, "-c", "import typer; from signalcast.cli.services import metrics; "
          "typer.run(metrics)", "--port", str(port)],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -428,7 +431,7 @@ def test_health_command_names_the_service_that_does_not_answer(config_path, sqli
                                                                monkeypatch):
     import typer
 
-    from signalcast.cli.ops import health
+    from signalcast.cli.services import health
 
     app = typer.Typer()
     app.command()(health)
@@ -487,8 +490,8 @@ def test_status_shows_workers_per_queue_depths_last_tick_and_failed_tasks(
     client = redis.Redis.from_url(train_worker)
     client.lpush("predict", "m1", "m2", "m3")
     try:
-        data = collect_status(engine, make_settings(sqlite_url, broker_url=train_worker),
-                              now=NOW + 3 * HOUR)
+        settings = make_settings(sqlite_url, broker_url=train_worker)
+        data = collect_status(engine, settings, now=NOW + 3 * HOUR, probe=probe_for(settings))
     finally:
         client.delete("predict")
     cluster = data["cluster"]

@@ -24,6 +24,7 @@ from signalcast.features import FEATURE_SET, feature_names
 from signalcast.models.artifact import load_artifact
 from signalcast.pipeline.learn import features_at, learn_from_outcomes
 from signalcast.pipeline.predict import predict_asset
+from signalcast.tasks.enqueuer import CeleryEnqueuer
 from tests.test_routing import BTC, T1, add_version, make_env, register_test_families
 
 
@@ -117,8 +118,8 @@ def test_drift_in_champion_errors_notifies_and_enqueues_one_retrain(db_url, tmp_
     add_outcomes(engine, [(t, int(up), t + timedelta(hours=24)) for t, up in zip(candles, ups,
                                                                                  strict=True)])
     sent = []
-    first = learn_from_outcomes(engine, settings, BTC, now, enqueue=sent.append)
-    second = learn_from_outcomes(engine, settings, BTC, now, enqueue=sent.append)
+    first = learn_from_outcomes(engine, settings, BTC, now, enqueuer=CeleryEnqueuer(sent.append))
+    second = learn_from_outcomes(engine, settings, BTC, now, enqueuer=CeleryEnqueuer(sent.append))
 
     [drift] = first.drifts
     assert drift["target"] == T1 and drift["version"] == "const v1"
@@ -150,5 +151,5 @@ def test_no_drift_is_reported_on_a_steady_error_rate(db_url, tmp_path, monkeypat
     add_outcomes(engine, [(t, int(up), t + timedelta(hours=24))
                           for t, up in zip(candles, rng.random(800) < 0.7, strict=True)])
     sent = []
-    report = learn_from_outcomes(engine, settings, BTC, now, enqueue=sent.append)
+    report = learn_from_outcomes(engine, settings, BTC, now, enqueuer=CeleryEnqueuer(sent.append))
     assert report.drifts == [] and sent == []

@@ -20,8 +20,8 @@ from signalcast.db.tables import (
     PromotionCheck,
 )
 from signalcast.db.upsert import upsert
-from signalcast.routing.jobs import evaluate_promotions
-from signalcast.routing.promotion import diebold_mariano, newey_west_variance
+from signalcast.lifecycle.promote import promotion_round as evaluate_promotions
+from signalcast.stats.diebold_mariano import diebold_mariano, newey_west_variance
 from tests.test_routing import BTC, T1, add_version, make_env, register_test_families
 
 HORIZON = 24  # of target 1pct_24

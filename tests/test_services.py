@@ -18,7 +18,8 @@ from signalcast.core.errors import DataError, UnknownNameError
 from signalcast.core.timeframes import last_closed_open_time
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import AlertOutbox, Candle, ModelVersion, Outcome, Prediction
-from signalcast.lifecycle.train import purged_split, train_model
+from signalcast.features.dataset import purged_split
+from signalcast.lifecycle.train import train_model
 from signalcast.pipeline.predict import predict_asset
 from signalcast.pipeline.resolve import resolve_outcomes
 from tests.conftest import seed_history

@@ -25,6 +25,7 @@ from sqlmodel import Session, select
 
 from signalcast.config import Settings, TargetConfig
 from signalcast.core.timeframes import timeframe_to_timedelta, utc
+from signalcast.core.versions import label
 from signalcast.db.tables import (
     AlertLastSent,
     AlertOutbox,
@@ -39,8 +40,8 @@ from signalcast.db.tables import (
 )
 from signalcast.db.upsert import insert_ignore, upsert
 from signalcast.features import DOWN, UP
+from signalcast.notifier import CONSOLE_CHAT
 
-CONSOLE_CHAT = "console"
 SYSTEM = "system"  # the asset column of system alerts
 ALL = "*"  # the asset column of summary alerts
 
@@ -121,7 +122,7 @@ def signal_payload(asset: str, timeframe: str, target: TargetConfig, version: Mo
     return {
         "asset": asset, "target": target.key, "pct": target.pct, "horizon": target.horizon,
         "timeframe": timeframe, "direction": direction, "probability": round(prob, 4),
-        "threshold": target.alert_threshold, "model": f"{version.family} v{version.version}",
+        "threshold": target.alert_threshold, "model": label(version),
         "candle_time": candle_time.isoformat(), "price": price,
         "up_level": price * (1 + target.pct), "down_level": price * (1 - target.pct),
         "fallback": None, "conflict": False,

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from signalcast.config import Settings
+from signalcast.core.ports import ClusterProbe, Enqueuer
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,23 @@ class BotContext:
     engine: Engine
     celery: Any | None  # the configured Celery app when a broker is set, else None
     redact: Callable[[str], str]  # removes the bot token from text bound for the log
+
+    @property
+    def enqueuer(self) -> Enqueuer | None:
+        """How commands start work (retrain, drain); None without a broker."""
+        if self.celery is None:
+            return None
+        from signalcast.tasks.enqueuer import CeleryEnqueuer
+
+        return CeleryEnqueuer()
+
+    @property
+    def probe(self) -> ClusterProbe | None:
+        if self.celery is None:
+            return None
+        from signalcast.tasks.enqueuer import CeleryProbe
+
+        return CeleryProbe(self.celery)
 
     def still_retrying(self, task_id: str) -> bool:
         """Whether Celery will run a task that failed once again (autoretry)."""
@@ -34,11 +52,10 @@ class BotContext:
 
     def request_drain(self) -> None:
         """Enqueue a drain so alerts queued by a command (a model event) go out now."""
-        if self.celery is None:
+        enqueuer = self.enqueuer
+        if enqueuer is None:
             return
-        from signalcast.tasks import tasks
-
         try:
-            tasks.send_alerts.apply_async()
+            enqueuer.drain_alerts()
         except Exception as exc:  # the scheduler's drain job will send them later
             log.warning("cannot enqueue an alert drain: %s", exc)

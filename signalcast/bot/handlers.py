@@ -19,6 +19,7 @@ from typing import Any
 from telegram import Message, Update
 from telegram.ext import ContextTypes
 
+from signalcast.alerts import subscriptions
 from signalcast.bot import render
 from signalcast.bot.access import Role, command_word, requires, role_of
 from signalcast.bot.context import BotContext
@@ -26,8 +27,9 @@ from signalcast.bot.progress import follow_retrain
 from signalcast.bot.render import escape
 from signalcast.core.errors import SignalcastError, UnknownNameError
 from signalcast.lifecycle import admin as model_admin
-from signalcast.ops import commands
-from signalcast.ops.commands import RetrainProgress, TaskState
+from signalcast.lifecycle.retrain import RetrainProgress, TaskState, start_retrain
+from signalcast.ops.signals import recent_signals
+from signalcast.ops.status import collect_status
 
 log = logging.getLogger(__name__)
 Context = ContextTypes.DEFAULT_TYPE
@@ -73,7 +75,7 @@ async def help_command(update: Update, context: Context) -> None:
 async def status_command(update: Update, context: Context) -> None:
     ctx = _ctx(context)
     _args(context, 0, 0)
-    data = await _call(commands.status_summary, ctx.engine, ctx.settings, celery_app=ctx.celery,
+    data = await _call(collect_status, ctx.engine, ctx.settings, probe=ctx.probe,
                        timeout=ctx.settings.bot.status_timeout_seconds)
     await _reply(update, render.status(data, context.bot_data["access"].now()))
 
@@ -82,7 +84,7 @@ async def signals_command(update: Update, context: Context) -> None:
     ctx = _ctx(context)
     asset = (_args(context, 0, 1) or [None])[0]
     await _reply(update, render.signals(
-        await _call(commands.recent_signals, ctx.engine, ctx.settings, asset)))
+        await _call(recent_signals, ctx.engine, ctx.settings, asset)))
 
 
 async def models_command(update: Update, context: Context) -> None:
@@ -98,7 +100,7 @@ async def models_command(update: Update, context: Context) -> None:
 async def retrain_command(update: Update, context: Context) -> None:
     ctx = _ctx(context)
     asset, target, family = (_args(context, 1, 3) + [None, None])[:3]
-    job = await _call(commands.start_retrain, ctx.settings, asset, target, family)
+    job = await _call(start_retrain, ctx.settings, ctx.enqueuer, asset, target, family)
     shown = render.retrain(RetrainProgress(job, [TaskState(t, "queued") for t in job.tasks]))
     reply = await _reply(update, shown)
     context.application.create_task(follow_retrain(
@@ -126,7 +128,7 @@ async def rollback_command(update: Update, context: Context) -> None:
     await _reply(update, render.model_event(event))
 
 
-def _chat_command(change: Callable[..., commands.ChatSettings], takes_items: bool,
+def _chat_command(change: Callable[..., subscriptions.ChatSettings], takes_items: bool,
                   ) -> Callable[[Update, Context], Awaitable[None]]:
     """/pause, /resume, /subscribe, /unsubscribe: change this chat's alerts, show the result."""
 
@@ -176,14 +178,14 @@ COMMANDS: tuple[Command, ...] = (
             "make a version (e.g. lightgbm:3) the champion"),
     Command("rollback", rollback_command, Role.ADMIN, "/rollback ASSET TARGET [REASON]",
             "give the champion role back to the previous version"),
-    Command("pause", _chat_command(commands.pause_alerts, False), Role.ADMIN, "/pause",
+    Command("pause", _chat_command(subscriptions.pause_alerts, False), Role.ADMIN, "/pause",
             "hold back alerts to this chat"),
-    Command("resume", _chat_command(commands.resume_alerts, False), Role.ADMIN, "/resume",
+    Command("resume", _chat_command(subscriptions.resume_alerts, False), Role.ADMIN, "/resume",
             "send alerts to this chat again"),
-    Command("subscribe", _chat_command(commands.subscribe, True), Role.ADMIN,
+    Command("subscribe", _chat_command(subscriptions.subscribe, True), Role.ADMIN,
             "/subscribe [ASSET|TARGET|KIND[:silent]] ...",
             "receive alerts here (all, or these assets, targets or kinds)"),
-    Command("unsubscribe", _chat_command(commands.unsubscribe, True), Role.ADMIN,
+    Command("unsubscribe", _chat_command(subscriptions.unsubscribe, True), Role.ADMIN,
             "/unsubscribe [ASSET|TARGET|KIND] ...",
             "stop alerts here (all, or these assets, targets or kinds)"),
 )

@@ -20,7 +20,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
 from signalcast.bot import render
-from signalcast.ops.commands import RetrainJob, retrain_progress
+from signalcast.lifecycle.retrain import RetrainJob, retrain_progress
 
 log = logging.getLogger(__name__)
 

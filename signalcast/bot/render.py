@@ -8,9 +8,10 @@ from functools import partial
 from html import escape as _escape
 from typing import Any
 
+from signalcast.alerts.subscriptions import ChatSettings
 from signalcast.db.tables import ModelEvent
 from signalcast.lifecycle.admin import ModelInfo
-from signalcast.ops.commands import ChatSettings, RetrainProgress
+from signalcast.lifecycle.retrain import RetrainProgress
 
 escape = partial(_escape, quote=False)  # quotes need no escaping in Telegram HTML text
 MESSAGE_LIMIT = 4096
@@ -56,24 +57,26 @@ def usage(command: Any, problem: str) -> str:
 
 
 def status(data: dict[str, Any], now: datetime) -> str:
+    """The status of :func:`signalcast.ops.status.collect_status`, the same data the CLI
+    shows, in a few lines."""
+    cluster = data["cluster"]
     lines = ["<b>signalcast status</b>"]
-    if not data["broker"]:
+    if cluster["broker"] == "embedded":
         lines.append("Workers: no broker configured (embedded mode)")
-    else:
-        if data["workers"] is not None:
-            names = ", ".join(data["workers"]) or "none answered"
-            lines.append(f"Workers: {len(data['workers'])} ({escape(names)})")
-        if data["queues"] is not None:
-            lines.append("Queues: " + ", ".join(f"{escape(q)} {n}"
-                                                 for q, n in data["queues"].items()))
-    tick = data["last_tick"]
+    elif not cluster["broker_error"]:
+        names = ", ".join(sorted(cluster["workers"])) or "none answered"
+        lines.append(f"Workers: {len(cluster['workers'])} ({escape(names)})")
+        lines.append("Queues: " + ", ".join(f"{escape(q)} {n}"
+                                             for q, n in cluster["queues"].items()))
+    tick = datetime.fromisoformat(cluster["last_tick"]) if cluster["last_tick"] else None
     lines.append(f"Last tick: {_when(tick)}" + (f" ({_ago(tick, now)})" if tick else ""))
     lines.append(f"Champions: {data['champions']} of {data['expected_champions']} "
                  f"(asset x target) | running tasks: {data['running_tasks']}")
     alerts = data["alerts_today"]
     lines.append("Alerts today: " + (", ".join(f"{n} {escape(s)}" for s, n in
                                                sorted(alerts.items())) or "none"))
-    lines += [f"<i>{escape(problem)}</i>" for problem in data["problems"]]
+    if cluster["broker_error"]:
+        lines.append(f"<i>broker: {escape(cluster['broker_error'])}</i>")
     return "\n".join(lines)
 
 

@@ -16,14 +16,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from signalcast.cli.progress import train_with_progress
 from signalcast.config import Settings, load_settings
 from signalcast.config.runtime import set_settings
 from signalcast.core.timeframes import timeframe_to_timedelta
 from signalcast.db.engine import init_db, session_scope
 from signalcast.notifier.transports import set_console_writer
 from signalcast.ops import summary
-from signalcast.scheduler.jobs import candle_close_tick, train_signatures
-from signalcast.tasks.runner import task_runtime, train_with_progress, wait_chain
+from signalcast.scheduler.jobs import candle_close_tick
+from signalcast.tasks.enqueuer import train_signatures
+from signalcast.tasks.runner import task_runtime, wait_chain
 from signalcast.tasks.tasks import ingest
 
 

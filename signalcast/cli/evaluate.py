@@ -1,29 +1,22 @@
 """``signalcast evaluate``: leak-free walk-forward comparison of the registered model families.
 
 Thin: parses options, calls :mod:`signalcast.evaluation`, prints a table and writes the files.
-Registered on the main CLI as ``cli.command("evaluate")(evaluate)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from signalcast.config import load_settings
-from signalcast.evaluation.folds import WalkForwardConfig
-from signalcast.evaluation.report import ORACLE, comparison_rows, write_json, write_report
-from signalcast.evaluation.suite import (
-    evaluate_settings,
-    selected_families,
-    stored_candles,
-    synthetic_candles,
-)
+from signalcast.cli.common import ConfigOpt, console, load_settings
 
-console = Console()
+if TYPE_CHECKING:
+    from signalcast.config import Settings
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -31,6 +24,8 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 def print_comparison(evaluations, out: Console = console) -> None:
+    from signalcast.evaluation.report import ORACLE, comparison_rows
+
     table = Table(title="walk-forward, out-of-fold: calibrated P(up) (raw = before calibration)")
     for col in ("asset", "target", "family", "rows", "AUC", "Brier", "log-loss", "alerts",
                 "precision", "recall", "AUC raw", "Brier raw", "seconds"):
@@ -63,11 +58,14 @@ def evaluate(
     synthetic_periods: Annotated[int | None, typer.Option(
         "--synthetic", min=500, help="evaluate on N fresh synthetic candles (no database), "
         "with the oracle")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-C", help="YAML config file")]
-    = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Walk-forward evaluation (purged, embargoed, calibrated on a later fold) of every
     (asset, target, family), next to the oracle on synthetic data."""
+    from signalcast.evaluation.folds import WalkForwardConfig
+    from signalcast.evaluation.report import write_json, write_report
+    from signalcast.evaluation.suite import evaluate_settings, selected_families, synthetic_candles
+
     settings = load_settings(config)
     families = selected_families(family)  # unknown names fail before any work
     symbols = [settings.asset(a).symbol for a in asset] if asset else [
@@ -98,3 +96,21 @@ def evaluate(
     if report_path:
         write_report(evaluations, report_path, title=f"signalcast evaluation: {source}")
         console.print(f"report written to {report_path}")
+
+
+def stored_candles(settings: Settings, assets: Sequence[str]) -> dict[str, Any]:
+    """Every stored candle of each asset from the configured database."""
+    from signalcast.core.errors import DataError
+    from signalcast.db.candles import read_candles
+    from signalcast.db.engine import init_db, session_scope
+
+    engine = init_db(settings.env.database_url)
+    out = {}
+    with session_scope(engine, readonly=True) as session:
+        for symbol in assets:
+            cfg = settings.asset(symbol)
+            out[symbol] = read_candles(session, cfg.symbol, cfg.timeframe)
+            if out[symbol].empty:
+                raise DataError(f"{cfg.symbol}: no {cfg.timeframe} candles stored; run "
+                                "`signalcast ingest` or evaluate with --synthetic N")
+    return out

@@ -1,26 +1,98 @@
-"""``signalcast models ...``: model families. Mounted on the main CLI as ``models``."""
+"""``signalcast models``: the registered families, and champion administration (list,
+promote, roll back, audit history) through the same service functions as the bot's /models,
+/promote and /rollback (:mod:`signalcast.lifecycle.admin`)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+from rich.table import Table
 
-from signalcast.models.registry import describe_families
+from signalcast.cli.common import ConfigOpt, cli_actor, console, settings_and_engine
 
-models_cli = typer.Typer(help="Model families.", no_args_is_help=True,
-                         pretty_exceptions_enable=False)
+models_cli = typer.Typer(help="Model families and champions: list, promote, roll back, history.",
+                         no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 @models_cli.callback()
 def _models() -> None:
-    """Model families (built-in and plugins)."""
+    """Model families (built-in and plugins) and champions."""
 
 
 @models_cli.command("families")
 def families() -> None:
     """List the registered model families: name, source (built-in or the plugin's
     distribution) and import path. Family modules are not imported."""
+    from signalcast.models.registry import describe_families
+
     rows = [("FAMILY", "SOURCE", "IMPORT PATH")]
     rows += [(name, source, path) for name, path, source in describe_families()]
     name_width, source_width = (max(len(row[i]) for row in rows) for i in (0, 1))
     for name, source, path in rows:
         typer.echo(f"{name:<{name_width}}  {source:<{source_width}}  {path}")
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="why (kept in the audit log)")]
+
+
+
+@models_cli.command("list")
+def list_models(asset: Annotated[str | None, typer.Argument(help="e.g. BTC/USDT")] = None,
+                config: ConfigOpt = None) -> None:
+    """Model versions per asset and target: the champion first, with their metrics."""
+    from signalcast.lifecycle.admin import list_models as service
+
+    settings, engine = settings_and_engine(config)
+    table = Table(title="models")
+    for col in ("asset", "target", "version", "role", "AUC", "Brier", "trained"):
+        table.add_column(col, no_wrap=col in ("asset", "version"))
+    for m in service(engine, settings, asset):
+        auc, brier = m.metrics.get("auc"), m.metrics.get("brier")
+        table.add_row(m.asset, m.target, f"{m.family}:{m.version}",
+                      m.role if m.has_artifact else f"{m.role} (purged)",
+                      "-" if auc is None else f"{auc:.3f}",
+                      "-" if brier is None else f"{brier:.3f}", f"{m.created_at:%Y-%m-%d}")
+    console.print(table)
+
+
+@models_cli.command("promote")
+def promote(asset: str, target: str,
+            version: Annotated[str, typer.Argument(help="e.g. lightgbm:3, or 3")],
+            reason: ReasonOpt = "", config: ConfigOpt = None) -> None:
+    """Make VERSION the champion of ASSET TARGET (audited)."""
+    from signalcast.lifecycle.admin import promote_version
+
+    settings, engine = settings_and_engine(config)
+    event = promote_version(engine, settings, asset, target, version, actor=cli_actor(),
+                            reason=reason)
+    console.print(f"{event.asset} {event.target}: {event.to_label} is the champion "
+                  f"(was {event.from_label or 'none'}); model event #{event.id}")
+
+
+@models_cli.command("rollback")
+def rollback(asset: str, target: str, reason: ReasonOpt = "", config: ConfigOpt = None) -> None:
+    """Give the champion role of ASSET TARGET back to the version it replaced (audited)."""
+    from signalcast.lifecycle.admin import rollback as service
+
+    settings, engine = settings_and_engine(config)
+    event = service(engine, settings, asset, target, actor=cli_actor(), reason=reason)
+    console.print(f"{event.asset} {event.target}: rolled back to {event.to_label} "
+                  f"(from {event.from_label}); model event #{event.id}")
+
+
+@models_cli.command("history")
+def history(asset: str, target: str,
+            limit: Annotated[int, typer.Option(min=1, help="newest events shown")] = 20,
+            config: ConfigOpt = None) -> None:
+    """The audit log of ASSET TARGET: every champion change, newest first."""
+    from signalcast.lifecycle.admin import history as service
+
+    settings, engine = settings_and_engine(config)
+    table = Table(title=f"model events {asset} {target}")
+    for col in ("#", "when (UTC)", "event", "change", "by", "reason"):
+        table.add_column(col, no_wrap=col in ("#", "event"))
+    for e in service(engine, settings, asset, target, limit):
+        table.add_row(str(e.id), f"{e.created_at:%Y-%m-%d %H:%M}", e.event,
+                      f"{e.from_label or '-'} -> {e.to_label or '-'}", e.actor, e.reason)
+    console.print(table)

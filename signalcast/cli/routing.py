@@ -1,33 +1,28 @@
 """``signalcast routing ...``: see and change champion/challenger routing at run time.
 
 Thin: parses, calls :mod:`signalcast.routing`, prints. Changes are stored in the database and
-apply from the next prediction on every worker, without a restart. Mount it on the main CLI as
-``cli.add_typer(routing_cli, name="routing")``. Champion changes (promote, rollback) are
-``signalcast models ...``.
+apply from the next prediction on every worker, without a restart. Champion changes (promote,
+rollback) are ``signalcast models ...``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from signalcast.cli.common import ConfigOpt, cli_actor, settings_and_engine
-from signalcast.config import Settings
+from signalcast.cli.common import ConfigOpt, cli_actor, console, settings_and_engine
 
-console = Console()
+if TYPE_CHECKING:
+    from signalcast.config import Settings
 routing_cli = typer.Typer(help="Champion/challenger routing: shadows, A/B split, promotion.",
                           no_args_is_help=True, pretty_exceptions_enable=False)
 
 AssetArg = Annotated[str, typer.Argument(help="asset, e.g. BTC/USDT, or 'all'")]
 TargetArg = Annotated[str, typer.Argument(help="target key, e.g. 2pct_72, or 'all'")]
 
-
-_setup = settings_and_engine
-_actor = cli_actor
 
 
 def _pairs(settings: Settings, asset: str, target: str) -> list[tuple[str, str]]:
@@ -43,7 +38,7 @@ def show(config: ConfigOpt = None) -> None:
     """Champion, shadows, A/B split, open breakers and fallbacks (7 days) per asset/target."""
     from signalcast.routing.overview import routing_overview
 
-    settings, engine = _setup(config)
+    settings, engine = settings_and_engine(config)
     table = Table(title="routing")
     for col in ("asset", "target", "champion", "shadows", "A/B", "promote", "breakers",
                 "fallbacks"):
@@ -67,10 +62,10 @@ def shadow(asset: AssetArg, target: TargetArg,
     """Set the shadow challenger families of ASSET TARGET (no families: back to the config)."""
     from signalcast.routing.overrides import set_override
 
-    settings, engine = _setup(config)
+    settings, engine = settings_and_engine(config)
     shadows = [] if none else (families or None)
     for a, t in _pairs(settings, asset, target):
-        policy = set_override(engine, settings, a, t, actor=_actor(), shadows=shadows)
+        policy = set_override(engine, settings, a, t, actor=cli_actor(), shadows=shadows)
         console.print(f"{a} {t}: shadows {', '.join(policy.shadows) or 'none'}")
 
 
@@ -83,9 +78,9 @@ def ab(asset: AssetArg, target: TargetArg,
     """Serve SHARE of ASSET TARGET's candles with CHALLENGER's newest version (0 stops)."""
     from signalcast.routing.overrides import KEEP, set_override
 
-    settings, engine = _setup(config)
+    settings, engine = settings_and_engine(config)
     for a, t in _pairs(settings, asset, target):
-        policy = set_override(engine, settings, a, t, actor=_actor(), ab_share=share,
+        policy = set_override(engine, settings, a, t, actor=cli_actor(), ab_share=share,
                               ab_challenger=challenger if challenger is not None else KEEP)
         console.print(f"{a} {t}: A/B {policy.ab_share:.0%} "
                       f"{policy.ab_challenger or '(no challenger)'}")
@@ -96,7 +91,7 @@ def reset(asset: AssetArg, target: TargetArg, config: ConfigOpt = None) -> None:
     """Drop run-time routing changes of ASSET TARGET: the configuration applies again."""
     from signalcast.routing.overrides import clear_override
 
-    settings, engine = _setup(config)
+    settings, engine = settings_and_engine(config)
     for a, t in _pairs(settings, asset, target):
         removed = clear_override(engine, settings, a, t)
         console.print(f"{a} {t}: {'back to the configuration' if removed else 'unchanged'}")
@@ -110,12 +105,13 @@ def promote_check(
     """Compare challengers with champions on shared resolved outcomes (Diebold-Mariano on
     Brier loss, Newey-West lags = 2 x horizon)."""
     from signalcast.db.engine import session_scope
-    from signalcast.routing.promotion import compare_target, evaluate_promotions
+    from signalcast.lifecycle.promote import evaluate_promotions
+    from signalcast.routing.promotion import compare_target
 
-    settings, engine = _setup(config)
+    settings, engine = settings_and_engine(config)
     now = datetime.now(UTC)
     if promote:
-        results = evaluate_promotions(engine, settings, now, actor=_actor(), mode="auto")
+        results = evaluate_promotions(engine, settings, now, actor=cli_actor(), mode="auto")
     else:
         with session_scope(engine, readonly=True) as session:
             results = [c for a in settings.assets for t in settings.targets

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from signalcast.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _PATTERN = re.compile(r"^(\d+)([mhd])$")
@@ -32,6 +34,10 @@ def timeframe_to_timedelta(timeframe: str) -> timedelta:
 
 def utc(ts: datetime | pd.Timestamp | str) -> datetime:
     """Any timestamp -> timezone-aware UTC ``datetime`` (naive input is taken as UTC)."""
+    if type(ts) is datetime:  # the common case, without importing pandas
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    import pandas as pd
+
     stamp = pd.Timestamp(ts)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.to_pydatetime()

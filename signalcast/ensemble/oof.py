@@ -43,7 +43,7 @@ def member_oof(X: np.ndarray, y: np.ndarray, members: Sequence[Mapping[str, Any]
     None when the rows are too few for a single usable fold (the caller falls back)."""
     from signalcast.evaluation.folds import WalkForwardConfig, plan_folds
     from signalcast.evaluation.walkforward import walk_forward
-    from signalcast.lifecycle.train import TrainingSet
+    from signalcast.features.dataset import TrainingSet
 
     positions = np.arange(len(y))
     config = WalkForwardConfig(folds=folds, min_fit_rows=min_fit_rows, min_calibration_rows=1,

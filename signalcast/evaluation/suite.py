@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from signalcast.config import Settings
-from signalcast.core.errors import DataError
 from signalcast.data import SyntheticMarket
+from signalcast.data.synthetic import shared_market
 from signalcast.evaluation.folds import WalkForwardConfig
 from signalcast.evaluation.walkforward import Progress, SeriesEvaluation, evaluate_series
 from signalcast.models import registry
@@ -63,31 +63,14 @@ def synthetic_candles(settings: Settings, assets: Sequence[str],
                       periods: int) -> tuple[dict[str, pd.DataFrame], dict[str, SyntheticMarket]]:
     """The first ``periods`` candles of each asset from the configured synthetic market (seed,
     start and timeframe from the config), and the market of each asset (for its oracle)."""
-    from signalcast.pipeline.ingest import synthetic_market
-
     candles, markets = {}, {}
+    symbols = [a.symbol for a in settings.assets]
     for symbol in assets:
-        market = synthetic_market(settings, settings.asset(symbol).timeframe)
+        market = shared_market(symbols, settings.data.seed, settings.asset(symbol).timeframe,
+                               settings.data.start)
         candles[symbol] = market.generate(periods)[symbol]
         markets[symbol] = market
     return candles, markets
-
-
-def stored_candles(settings: Settings, assets: Sequence[str]) -> dict[str, pd.DataFrame]:
-    """Every stored candle of each asset from the configured database."""
-    from signalcast.db.candles import read_candles
-    from signalcast.db.engine import init_db, session_scope
-
-    engine = init_db(settings.env.database_url)
-    out = {}
-    with session_scope(engine, readonly=True) as session:
-        for symbol in assets:
-            cfg = settings.asset(symbol)
-            out[symbol] = read_candles(session, cfg.symbol, cfg.timeframe)
-            if out[symbol].empty:
-                raise DataError(f"{cfg.symbol}: no {cfg.timeframe} candles stored; run "
-                                "`signalcast ingest` or evaluate with --synthetic N")
-    return out
 
 
 def evaluate_settings(settings: Settings, candles: dict[str, pd.DataFrame], *,

@@ -30,7 +30,7 @@ from signalcast.core.errors import DataError
 from signalcast.evaluation.folds import FoldPlan, TestBlock, WalkForwardConfig, plan_folds
 from signalcast.evaluation.metrics import Scores, score
 from signalcast.features import feature_names
-from signalcast.lifecycle.train import TrainingSet, build_training_set
+from signalcast.features.dataset import TrainingSet, build_training_set
 from signalcast.models import registry
 from signalcast.models.calibration import SigmoidCalibrator
 

@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 from signalcast.alerts.rules import queue_model_event_alert
 from signalcast.config import Settings
 from signalcast.core.errors import SignalcastError, UnknownNameError
+from signalcast.core.versions import label, optional_label
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelEvent, ModelVersion, utcnow
 
@@ -43,11 +44,10 @@ class ModelInfo:
 
     @property
     def label(self) -> str:
-        return f"{self.family} v{self.version}"
+        return label(self)
 
 
-def version_label(version: ModelVersion | None) -> str | None:
-    return None if version is None else f"{version.family} v{version.version}"
+version_label = optional_label
 
 
 def list_models(engine: Engine, settings: Settings, asset: str | None = None,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 
@@ -29,8 +28,8 @@ from signalcast.core.timeframes import last_closed_open_time, utc
 from signalcast.db.candles import read_candles
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelVersion
-from signalcast.features import FEATURE_SET, compute_features, feature_names, first_touch_labels
-from signalcast.features.labels import DOWN, UP
+from signalcast.features import FEATURE_SET, feature_names
+from signalcast.features.dataset import build_training_set, purged_split
 from signalcast.lifecycle import admin as model_admin
 from signalcast.models import registry
 from signalcast.models.artifact import ServedModel, sha256
@@ -38,35 +37,6 @@ from signalcast.models.calibration import SigmoidCalibrator
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class TrainingSet:
-    X: np.ndarray
-    y: np.ndarray
-    times: np.ndarray  # candle open times of the rows
-    positions: np.ndarray  # row positions in the candle history (for the purge)
-
-
-def build_training_set(candles, timeframe: str, target: TargetConfig) -> TrainingSet:
-    """Feature rows with a resolved UP/DOWN label (EXPIRED and PENDING rows are dropped)."""
-    feats = compute_features(candles, timeframe)
-    labels = first_touch_labels(candles, target.pct, target.horizon)["label"].to_numpy()
-    usable = np.isin(labels, (UP, DOWN)) & ~feats.isna().any(axis=1).to_numpy()
-    positions = np.flatnonzero(usable)
-    return TrainingSet(feats.to_numpy()[usable], (labels[usable] == UP).astype(np.int8),
-                       candles.index.to_numpy()[usable], positions)
-
-
-def purged_split(positions: np.ndarray, calibration_fraction: float,
-                 horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (train, calibration): calibration is the newest share of rows; train rows
-    end ``horizon`` candles before calibration starts, so no train label sees calibration data."""
-    n_cal = max(1, int(round(len(positions) * calibration_fraction)))
-    cal_start = positions[len(positions) - n_cal]
-    calibration = positions >= cal_start
-    train = positions + horizon < cal_start
-    return train, calibration
 
 
 def _fingerprint(candles, target: TargetConfig, family: str, params: dict) -> str:

@@ -7,8 +7,8 @@ import os
 import threading
 from collections.abc import Callable
 
-from signalcast.alerts.rules import CONSOLE_CHAT
 from signalcast.config import Settings
+from signalcast.notifier import CONSOLE_CHAT
 from signalcast.notifier.telegram import ConsoleTransport, TelegramTransport, Transport
 
 _lock = threading.Lock()

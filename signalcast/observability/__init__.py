@@ -1,14 +1,3 @@
-"""Observability: structured logs with context fields, Prometheus metrics read at scrape time,
-health checks. Metrics and health import their dependencies only when used."""
-
-from signalcast.observability.logs import (
-    configure_logging,
-    configure_logging_from_env,
-    current_context,
-    log_context,
-    route_celery_logging,
-    set_service_level,
-)
-
-__all__ = ["configure_logging", "configure_logging_from_env", "current_context", "log_context",
-           "route_celery_logging", "set_service_level"]
+"""Observability for operators: Prometheus metrics read at scrape time (:mod:`.metrics`) and the
+health checks behind the containers' probes (:mod:`.health`). Structured logs with context
+fields live in :mod:`signalcast.core.logs`, since every layer logs."""

@@ -28,7 +28,6 @@ The exchange path, per asset and call:
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,26 +42,17 @@ from signalcast.config import AssetConfig, Settings
 from signalcast.core.errors import TemporaryError
 from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
 from signalcast.data import SyntheticMarket
+from signalcast.data.synthetic import shared_market
 from signalcast.db.candles import last_candle_time, store_candles
 from signalcast.db.tables import Candle, CandleGap
 from signalcast.db.upsert import upsert
 
 log = logging.getLogger(__name__)
 
-_markets: dict[tuple, SyntheticMarket] = {}
-_lock = threading.Lock()
-
-
 def synthetic_market(settings: Settings, timeframe: str) -> SyntheticMarket:
-    """One market per (assets, seed, start, timeframe) in this process; it caches its paths."""
-    key = (tuple(a.symbol for a in settings.assets), settings.data.seed, settings.data.start,
-           timeframe)
-    with _lock:
-        if key not in _markets:
-            _markets[key] = SyntheticMarket([a.symbol for a in settings.assets],
-                                            seed=settings.data.seed, timeframe=timeframe,
-                                            start=settings.data.start)
-        return _markets[key]
+    """The configured synthetic market (one per assets, seed, start, timeframe per process)."""
+    return shared_market([a.symbol for a in settings.assets], settings.data.seed, timeframe,
+                         settings.data.start)
 
 
 def synthetic_candles(settings: Settings, asset: str, timeframe: str,

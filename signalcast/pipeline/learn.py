@@ -16,14 +16,14 @@ Drift: River's ADWIN runs over the champion's 0/1 error stream (its predictions'
 the resolved outcomes, in candle order; recomputed from the database each time, so it needs no
 state of its own). A detection newer than the last one recorded for this champion writes a
 ``drift`` model event (audit row + ``model`` alert) and, with ``routing.drift_retrain``,
-enqueues a retrain of the champion's family through :func:`signalcast.scheduler.jobs.
-train_signatures`, after the event is committed.
+enqueues a retrain of the champion's family through the :class:`~signalcast.core.ports.Enqueuer`
+it was handed, after the event is committed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,7 +36,9 @@ from sqlmodel import Session, select
 
 from signalcast.config import Settings, TargetConfig
 from signalcast.config.settings import AssetConfig
+from signalcast.core.ports import Enqueuer
 from signalcast.core.timeframes import timeframe_to_timedelta, utc
+from signalcast.core.versions import label
 from signalcast.db.candles import read_candles
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelEvent, ModelVersion, OnlineLearned, Outcome, Prediction
@@ -52,11 +54,10 @@ from signalcast.features import (
 from signalcast.models import registry
 from signalcast.models.artifact import load_artifact, sha256
 from signalcast.routing.overrides import apply_override, overrides_for
-from signalcast.routing.router import label, make_lineup, newest, version_rows
+from signalcast.routing.router import make_lineup, newest, version_rows
 
 log = logging.getLogger(__name__)
 
-Enqueue = Callable[[Any], Any]  # a Celery signature -> its AsyncResult
 
 
 @dataclass
@@ -87,10 +88,11 @@ def learns_online(family: str, params: dict[str, Any]) -> bool:
 
 
 def learn_from_outcomes(engine: Engine, settings: Settings, asset: str, now: datetime, *,
-                        enqueue: Enqueue | None = None) -> OnlineReport:
+                        enqueuer: Enqueuer | None = None) -> OnlineReport:
     """Online models of ``asset`` learn the outcomes resolved by ``now``; drift on each
-    champion's errors notifies and enqueues a retrain (``enqueue``: how a Celery signature is
-    sent, default ``apply_async``). Safe to run twice: nothing is learned or enqueued again."""
+    champion's errors notifies and enqueues a retrain through ``enqueuer`` (none: the drift is
+    recorded and alerted, the retrain cadence trains it). Safe to run twice: nothing is
+    learned or enqueued again."""
     asset_cfg, now = settings.asset(asset), utc(now)
     report = OnlineReport(asset_cfg.symbol)
     for target in settings.targets:
@@ -104,8 +106,8 @@ def learn_from_outcomes(engine: Engine, settings: Settings, asset: str, now: dat
             if drift is not None:
                 report.drifts.append(drift)
                 if settings.routing.drift_retrain:
-                    report.retrains += _enqueue_retrain(settings, asset_cfg.symbol, target.key,
-                                                        drift["family"], now, enqueue)
+                    report.retrains += _enqueue_retrain(asset_cfg.symbol, target.key,
+                                                        drift["family"], now, enqueuer)
     return report
 
 
@@ -240,18 +242,14 @@ def _check_drift(engine: Engine, settings: Settings, asset: str, target: str,
                 **stats}
 
 
-def _enqueue_retrain(settings: Settings, asset: str, target: str, family: str, now: datetime,
-                     enqueue: Enqueue | None) -> list[str]:
-    from signalcast.scheduler.jobs import train_signatures
-
-    send = enqueue or (lambda signature: signature.apply_async())
-    ids = []
-    for signature in train_signatures(settings, now, assets=[asset], targets=[target],
-                                      families=[family]):
-        try:
-            send(signature)
-        except Exception as exc:  # the drift is recorded and alerted; the retrain cadence
-            log.error("drift retrain of %s %s %s not enqueued: %s", asset, target, family, exc)
-            continue                # will train it: say so rather than fail the resolve task
-        ids.append(signature.options.get("task_id", ""))
-    return ids
+def _enqueue_retrain(asset: str, target: str, family: str, now: datetime,
+                     enqueuer: Enqueuer | None) -> list[str]:
+    if enqueuer is None:
+        log.warning("drift retrain of %s %s %s not enqueued: no enqueuer here; the retrain "
+                    "cadence will train it", asset, target, family)
+        return []
+    try:
+        return [enqueuer.train(asset, target, family, now)]
+    except Exception as exc:  # the drift is recorded and alerted; the retrain cadence
+        log.error("drift retrain of %s %s %s not enqueued: %s", asset, target, family, exc)
+        return []               # will train it: say so rather than fail the resolve task

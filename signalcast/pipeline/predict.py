@@ -25,19 +25,13 @@ from signalcast.alerts.rules import (
 from signalcast.config import Settings
 from signalcast.core.errors import ArtifactError, DataError
 from signalcast.core.timeframes import utc
+from signalcast.core.versions import VersionRef, label
 from signalcast.db.candles import read_candles
 from signalcast.db.tables import ModelVersion, Prediction
 from signalcast.db.upsert import upsert
 from signalcast.features import FEATURE_SET, MAX_LOOKBACK, feature_names, latest_features
 from signalcast.models.artifact import ServedModel, load_artifact
-from signalcast.routing.router import (
-    Decision,
-    ModelOutput,
-    Router,
-    VersionRef,
-    label,
-    model_output,
-)
+from signalcast.routing.router import Decision, ModelOutput, Router, model_output
 
 log = logging.getLogger(__name__)
 

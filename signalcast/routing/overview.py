@@ -12,11 +12,12 @@ from sqlmodel import select
 
 from signalcast.config import Settings
 from signalcast.core.timeframes import utc
+from signalcast.core.versions import label
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import Prediction
 from signalcast.routing.breaker import CLOSED, state_at
 from signalcast.routing.overrides import overrides_for
-from signalcast.routing.router import Router, label
+from signalcast.routing.router import Router
 
 
 def routing_overview(engine: Engine, settings: Settings, now: datetime,

@@ -19,11 +19,8 @@ fixed-b corrections bring that to 6-8%: the Bartlett estimate is divided by ``1 
 with ``b = (lags + 1) / n``) and the statistic is referred to Student's t with the estimate's
 equivalent degrees of freedom ``3n / (2 (lags + 1))`` (Sun, Phillips and Jin 2008).
 
-``promote_mode: auto`` promotes the best qualifying challenger through
-:func:`signalcast.lifecycle.admin.promote_version` (audit row and ``model`` alert) and adds
-the test statistics to that audit row; ``command`` only notifies, once per pair, and an operator
-promotes. Every comparison with enough outcomes is recorded in ``promotion_checks``; the same
-outcomes checked again add nothing, so running the job twice changes nothing.
+The test itself lives in :mod:`signalcast.stats.diebold_mariano`; acting on its verdict
+(promote, record, notify) in :mod:`signalcast.lifecycle.promote`.
 """
 
 from __future__ import annotations
@@ -34,76 +31,21 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from signalcast.config import Settings
-from signalcast.core.errors import SignalcastError
-from signalcast.core.timeframes import utc
-from signalcast.db.engine import session_scope
-from signalcast.db.tables import ModelEvent, Outcome, Prediction, PromotionCheck
-from signalcast.db.upsert import insert_ignore
+from signalcast.core.versions import label
+from signalcast.db.tables import Outcome, Prediction
 from signalcast.features import DOWN, UP
 from signalcast.routing.overrides import apply_override, overrides_for
-from signalcast.routing.router import label, make_lineup, version_rows
+from signalcast.routing.router import make_lineup, version_rows
+from signalcast.stats.diebold_mariano import diebold_mariano
 
 log = logging.getLogger(__name__)
 
 PROMOTED, QUALIFIED, KEPT, TOO_FEW = "promoted", "qualified", "kept", "too_few"
 LAGS_PER_HORIZON = 2  # Newey-West lags = 2 x the target's horizon (module docstring)
-
-
-@dataclass(frozen=True)
-class DieboldMariano:
-    n: int
-    mean_diff: float  # mean of loss(challenger) - loss(champion); negative: challenger better
-    se: float  # Newey-West standard error of the mean difference
-    statistic: float  # (mean_diff + margin) / se
-    p_value: float  # one-sided: small when the challenger is better by more than the margin
-    lags: int
-    margin: float
-    df: float  # degrees of freedom of the t reference
-
-
-def newey_west_variance(d: np.ndarray, lags: int) -> float:
-    """Long-run variance of the series ``d`` (Bartlett weights ``1 - k / (lags + 1)``), the
-    variance of ``sqrt(n) * mean(d)`` under autocorrelation up to ``lags``."""
-    d = np.asarray(d, dtype=np.float64) - np.mean(d)
-    n = len(d)
-    variance = float(d @ d) / n
-    for k in range(1, min(lags, n - 1) + 1):
-        variance += 2.0 * (1.0 - k / (lags + 1.0)) * float(d[k:] @ d[:-k]) / n
-    return max(variance, 0.0)
-
-
-def diebold_mariano(loss_challenger: np.ndarray, loss_champion: np.ndarray, lags: int,
-                    margin: float = 0.0) -> DieboldMariano:
-    """One-sided Diebold-Mariano test that the challenger's loss is lower by more than
-    ``margin``; see the module docstring.
-
-    >>> rng = np.random.default_rng(0)
-    >>> champion, challenger = rng.random(500) * 0.3, rng.random(500) * 0.2
-    >>> diebold_mariano(challenger, champion, lags=5).p_value < 0.01
-    True
-    """
-    from scipy.stats import t as student_t
-
-    d = np.asarray(loss_challenger, dtype=np.float64) - np.asarray(loss_champion, np.float64)
-    n = len(d)
-    if n < 2:
-        raise ValueError(f"need at least 2 paired losses, got {n}")
-    mean = float(d.mean())
-    b = min((lags + 1) / n, 0.5)  # fixed-b bias of the Bartlett estimate (module docstring)
-    se = float(np.sqrt(newey_west_variance(d, lags) / (1.0 - b) / n))
-    df = max(1.0, 3.0 * n / (2.0 * (lags + 1)))
-    if se == 0.0:
-        statistic = -np.inf if mean + margin < 0 else (np.inf if mean + margin > 0 else 0.0)
-    else:
-        statistic = (mean + margin) / se
-    p_value = float(student_t.cdf(statistic, df=df)) if np.isfinite(statistic) else \
-        (0.0 if statistic < 0 else 1.0)
-    return DieboldMariano(n, mean, se, float(statistic), p_value, lags, margin, df)
 
 
 @dataclass
@@ -184,80 +126,3 @@ def compare_target(session: Session, settings: Settings, asset: str, target: str
             item.decision = QUALIFIED if better else KEPT
         out.append(item)
     return out
-
-
-def evaluate_promotions(engine: Engine, settings: Settings, now: datetime, *,
-                        actor: str = "promotion", mode: str | None = None) -> list[Comparison]:
-    """Compare, record and act for every configured (asset, target); see the module docstring.
-    ``mode`` overrides each target's ``promote_mode`` (``auto`` promotes the best qualifying
-    challenger; ``command`` notifies)."""
-    from signalcast.lifecycle.admin import promote_version
-
-    now = utc(now)
-    results: list[Comparison] = []
-    for asset in settings.assets:
-        for target in settings.targets:
-            with session_scope(engine, readonly=True) as session:
-                comparisons = compare_target(session, settings, asset.symbol, target.key, now)
-            qualified = sorted((c for c in comparisons if c.decision == QUALIFIED),
-                               key=lambda c: c.stats["mean_diff"])
-            policy_mode = mode or settings.routing.policy(target.key).promote_mode
-            if qualified and policy_mode == "auto":
-                best = qualified[0]
-                try:
-                    event = promote_version(engine, settings, asset.symbol, target.key,
-                                            ":".join(best.challenger.rsplit(" v", 1)), actor,
-                                            _reason(best))
-                except SignalcastError as exc:  # e.g. an operator promoted it meanwhile
-                    log.warning("%s %s: cannot promote %s: %s", asset.symbol, target.key,
-                                best.challenger, exc)
-                else:
-                    best.decision = PROMOTED
-                    _attach_stats(engine, event.id, best)
-                    log.info("%s %s: promoted %s over %s (p=%.4g)", asset.symbol, target.key,
-                             best.challenger, best.champion, best.stats["p_value"])
-            with session_scope(engine) as session:
-                for item in comparisons:
-                    if item.decision != TOO_FEW:
-                        _record(session, settings, item, now, notify=policy_mode != "auto")
-            results += comparisons
-    return results
-
-
-def _reason(item: Comparison) -> str:
-    s = item.stats
-    return (f"Brier {s['brier_champion']:.4f} -> {s['brier_challenger']:.4f} over "
-            f"{item.n_shared} shared outcomes; Diebold-Mariano (Newey-West, {s['lags']} lags) "
-            f"p={s['p_value']:.4g}, margin {s['margin']:g}")
-
-
-def _attach_stats(engine: Engine, event_id: int, item: Comparison) -> None:
-    """Add the test statistics to the promotion's audit row (promote_version wrote it with the
-    versions' training metrics)."""
-    with session_scope(engine) as session:
-        event = session.get(ModelEvent, event_id)
-        event.stats = {**event.stats, "promotion_test": item.stats}
-        session.add(event)
-
-
-def _record(session: Session, settings: Settings, item: Comparison, now: datetime, *,
-            notify: bool) -> None:
-    """Store the comparison once per (pair, sample size); tell the operator the first time a
-    challenger qualifies (``command`` mode: they decide)."""
-    first_time = item.decision == QUALIFIED and session.exec(
-        select(PromotionCheck.id).where(
-            PromotionCheck.champion_version_id == item.champion_id,
-            PromotionCheck.challenger_version_id == item.challenger_id,
-            PromotionCheck.decision == QUALIFIED)).first() is None
-    inserted = insert_ignore(session, PromotionCheck, {
-        "asset": item.asset, "target": item.target, "champion_version_id": item.champion_id,
-        "challenger_version_id": item.challenger_id, "n_shared": item.n_shared,
-        "decision": item.decision, "stats": item.stats},
-        keys=["champion_version_id", "challenger_version_id", "n_shared"])
-    if inserted and first_time and notify:
-        from signalcast.alerts.rules import queue_model_event_alert
-
-        queue_model_event_alert(
-            session, settings, "promotion_ready", item.asset, item.target,
-            to_label=item.challenger, from_label=item.champion, actor="promotion",
-            reason=_reason(item) + "; promote it with /promote", stats=item.stats, at=now)

@@ -35,6 +35,7 @@ from sqlmodel import Session, select
 
 from signalcast.config import Settings
 from signalcast.config.settings import RoutePolicy
+from signalcast.core.versions import VersionRef, label
 from signalcast.db.tables import ModelEvent, ModelVersion
 from signalcast.routing.breaker import Breakers
 from signalcast.routing.overrides import apply_override, overrides_for
@@ -58,10 +59,6 @@ def ab_bucket(asset: str, target: str, candle_time: datetime) -> float:
 def serves_challenger(asset: str, target: str, candle_time: datetime, share: float) -> bool:
     """True when this (asset, target, candle) falls in the A/B challenger's share."""
     return share > 0 and ab_bucket(asset, target, candle_time) < share
-
-
-def label(version: VersionRef | ModelVersion) -> str:
-    return f"{version.family} v{version.version}"
 
 
 @dataclass(frozen=True)
@@ -125,20 +122,6 @@ class Decision:
             return None
         text = "; ".join(self.failures)
         return text if len(text) <= FALLBACK_CHARS else text[:FALLBACK_CHARS - 3] + "..."
-
-
-@dataclass(frozen=True)
-class VersionRef:
-    """What routing needs of a model version (its artifact is read only on a cache miss)."""
-
-    id: int
-    asset: str
-    target: str
-    family: str
-    version: int
-    role: str
-    created_at: datetime
-    sha256: str
 
 
 def version_rows(session: Session, asset: str) -> list[VersionRef]:

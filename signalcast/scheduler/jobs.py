@@ -25,6 +25,7 @@ from signalcast.db.engine import session_scope
 from signalcast.db.tables import AlertOutbox, ScheduledEnqueue
 from signalcast.db.upsert import insert_ignore
 from signalcast.tasks import tasks
+from signalcast.tasks.enqueuer import train_signatures
 
 log = logging.getLogger(__name__)
 ENQUEUE_RETRY_SECONDS = 120.0
@@ -81,23 +82,20 @@ def candle_close_tick(engine: Engine, settings: Settings, now: datetime,
     return results
 
 
-def train_signatures(settings: Settings, now: datetime, *, assets=None, targets=None,
-                     families=None) -> list:
-    now = utc(now)
-    return [
-        tasks.train.si(a.symbol, t.key, f, now.isoformat())
-        .set(task_id=f"train:{a.symbol}:{t.key}:{f}:{now.isoformat()}")
-        for a in settings.assets if assets is None or a.symbol in assets
-        for t in settings.targets if targets is None or t.key in targets
-        for f in (families or [settings.models.champion])
-    ]
-
-
 def retrain_all(engine: Engine, settings: Settings, now: datetime) -> list[AsyncResult]:
     """The retrain cadence: train the champion family of every (asset, target)."""
     now = utc(now).replace(second=0, microsecond=0)
     result = _enqueue_once(engine, "retrain", now, group(train_signatures(settings, now)))
     return [] if result is None else list(result.results)
+
+
+def evaluate_promotions(engine: Engine, settings: Settings, now: datetime) -> AsyncResult | None:
+    """The promotion cadence: enqueue one promotion round (champion against challengers on
+    shared resolved outcomes) on the train queue, once per fire time."""
+    now = utc(now).replace(second=0, microsecond=0)
+    return _enqueue_once(engine, "promotions", now,
+                         tasks.evaluate_promotions.si(now.isoformat())
+                         .set(task_id=f"promotions:{now.isoformat()}"))
 
 
 # -- alert jobs --------------------------------------------------------------------------------
@@ -147,7 +145,7 @@ def drain_due_alerts(engine: Engine, settings: Settings, now: datetime) -> Async
     if not due:
         return None
     if settings.env.broker_url is not None:
-        from signalcast.ops.commands import queue_depths
+        from signalcast.ops.cluster import queue_depths
 
         try:
             if queue_depths(settings.env.broker_url)["alerts"] > 0:

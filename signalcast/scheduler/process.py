@@ -20,12 +20,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from signalcast.config import Settings
 from signalcast.core.timeframes import timeframe_to_timedelta
 from signalcast.db.engine import get_engine
-from signalcast.routing.jobs import evaluate_promotions
 from signalcast.scheduler.catchup import catch_up
 from signalcast.scheduler.jobs import (
     candle_close_tick,
     daily_summary,
     drain_due_alerts,
+    evaluate_promotions,
     retrain_all,
     system_check,
 )

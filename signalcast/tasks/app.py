@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 from kombu import Queue
 
 from signalcast.config import Settings
+from signalcast.core.logs import set_service_level
+from signalcast.core.queues import QUEUES
 
-QUEUES = ("predict", "train", "alerts")
 # (soft, hard) time limits per task, seconds. Enforced by the prefork pool only. The visibility
 # timeout (config ``workers.visibility_timeout_seconds``) must stay above the longest of these
 # plus queue wait, or a long training is redelivered while it still runs (celery #5935).
@@ -29,6 +31,7 @@ TIME_LIMITS = {
     "signalcast.predict": (60, 90),
     "signalcast.resolve": (120, 180),
     "signalcast.send_alerts": (120, 180),
+    "signalcast.evaluate_promotions": (10 * 60, 12 * 60),
 }
 EMBEDDED_BROKER = "memory://localhost/"
 EMBEDDED_BACKEND = "cache+memory://"
@@ -62,6 +65,7 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
         task_default_queue="predict",
         task_routes={
             "signalcast.train": {"queue": "train"},
+            "signalcast.evaluate_promotions": {"queue": "train"},
             "signalcast.send_alerts": {"queue": "alerts"},
         },
         task_annotations={name: {"soft_time_limit": soft, "time_limit": hard}
@@ -119,3 +123,17 @@ def embedded_worker(celery_app: Celery = app) -> Iterator[object]:
     with start_worker(celery_app, pool="solo", concurrency=1, perform_ping_check=False,
                       queues=list(QUEUES), loglevel="WARNING", shutdown_timeout=30) as worker:
         yield worker
+
+
+def route_celery_logging() -> None:
+    """Let a Celery worker log through our handler (JSON when chosen) instead of its own.
+
+    Connecting ``setup_logging`` makes Celery leave the root logger, the task logger and the
+    multiprocessing logger alone; the worker's ``--loglevel`` still applies unless
+    SIGNALCAST_LOG_LEVEL chose a level."""
+    setup_logging.connect(_celery_setup_logging, weak=False, dispatch_uid="signalcast-logs")
+
+
+def _celery_setup_logging(loglevel: int | str | None = None, **_kwargs: Any) -> None:
+    if loglevel is not None:
+        set_service_level(loglevel)

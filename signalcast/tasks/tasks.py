@@ -17,8 +17,8 @@ from sqlalchemy.exc import OperationalError
 
 from signalcast.config.runtime import get_settings
 from signalcast.core.errors import TemporaryError
+from signalcast.core.logs import log_context
 from signalcast.db.engine import get_engine, session_scope
-from signalcast.observability import log_context
 from signalcast.ops.runs import recorded_run
 from signalcast.tasks.app import app
 
@@ -75,11 +75,13 @@ def predict(self: Task, asset: str, candle_time: str) -> dict:
 def resolve(self: Task, asset: str, now: str) -> dict:
     from signalcast.pipeline.learn import learn_from_outcomes
     from signalcast.pipeline.resolve import resolve_outcomes
+    from signalcast.tasks.enqueuer import CeleryEnqueuer
 
     with _recorded(self, "resolve", {"asset": asset, "now": now}) as run:
         with session_scope(_engine()) as session:
             outcomes = resolve_outcomes(session, get_settings(), asset, _when(now))
-        learned = learn_from_outcomes(_engine(), get_settings(), asset, _when(now))
+        learned = learn_from_outcomes(_engine(), get_settings(), asset, _when(now),
+                                      enqueuer=CeleryEnqueuer())
         run.result = {"asset": asset, "outcomes": outcomes, "online": learned.to_dict()}
         return run.result
 
@@ -96,6 +98,15 @@ def train(self: Task, asset: str, target: str, family: str, now: str) -> dict:
                       "family": version.family, "version": version.version,
                       "model_version_id": version.id, "role": version.role,
                       "metrics": version.metrics}
+        return run.result
+
+
+@app.task(name="signalcast.evaluate_promotions", bind=True, **RETRY)
+def evaluate_promotions(self: Task, now: str) -> dict:
+    from signalcast.lifecycle.promote import promotion_round
+
+    with _recorded(self, "evaluate_promotions", {"now": now}) as run:
+        run.result = {"comparisons": promotion_round(_engine(), get_settings(), _when(now))}
         return run.result
 
 

@@ -120,40 +120,8 @@ def configure_logging(fmt: str = "text", level: str | int | None = None, *,
     return handler
 
 
-def configure_logging_from_env(stream: TextIO | None = None) -> logging.Handler:
-    """:func:`configure_logging` with SIGNALCAST_LOG_FORMAT / SIGNALCAST_LOG_LEVEL (and .env).
-
-    An invalid value falls back to text logs here; loading the settings then stops start-up
-    with the variable's name and the fix."""
-    from pydantic import ValidationError
-
-    from signalcast.config.settings import EnvConfig
-
-    try:
-        env = EnvConfig()
-    except ValidationError:
-        return configure_logging(stream=stream)
-    return configure_logging(env.log_format, env.log_level, stream=stream)
-
-
 def set_service_level(level: str | int) -> None:
     """A long-running service's usual verbosity (INFO), unless SIGNALCAST_LOG_LEVEL chose."""
     if not _explicit_level:
         logging.getLogger().setLevel(logging.getLevelName(level) if isinstance(level, str)
                                      else level)
-
-
-def route_celery_logging() -> None:
-    """Let a Celery worker log through our handler (JSON when chosen) instead of its own.
-
-    Connecting ``setup_logging`` makes Celery leave the root logger, the task logger and the
-    multiprocessing logger alone; the worker's ``--loglevel`` still applies unless
-    SIGNALCAST_LOG_LEVEL chose a level."""
-    from celery.signals import setup_logging
-
-    setup_logging.connect(_celery_setup_logging, weak=False, dispatch_uid="signalcast-logs")
-
-
-def _celery_setup_logging(loglevel: int | str | None = None, **_kwargs: Any) -> None:
-    if loglevel is not None:
-        set_service_level(loglevel)

@@ -1,0 +1,53 @@
+"""Operator commands: ``db upgrade``, ``config show`` and ``status`` (the one status service,
+rendered by :mod:`signalcast.cli.render`)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from signalcast.cli.common import ConfigOpt, console, load_settings
+
+if TYPE_CHECKING:
+    from signalcast.config import Settings
+
+
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Create or migrate the database schema to the newest version."""
+    from signalcast.db.engine import get_engine
+    from signalcast.db.migrate import upgrade
+
+    settings = load_settings(config)
+    revision = upgrade(get_engine(settings.env.database_url))
+    console.print(f"database at revision {revision}: "
+                  f"{settings.redacted()['environment']['database_url']}")
+
+
+def config_show(config: ConfigOpt = None) -> None:
+    """Print the effective configuration (secrets masked)."""
+    import yaml
+
+    print(yaml.safe_dump(load_settings(config).redacted(), sort_keys=False), end="")
+
+
+def status(config: ConfigOpt = None,
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Candles, models, predictions, alerts and task runs at a glance."""
+    print_status(load_settings(config), as_json=as_json)
+
+
+def print_status(settings: Settings, brief: bool = False, as_json: bool = False) -> None:
+    from signalcast.cli.render import render_status
+    from signalcast.db.engine import init_db
+    from signalcast.ops.status import collect_status
+    from signalcast.tasks.enqueuer import probe_for
+
+    data = collect_status(init_db(settings.env.database_url), settings,
+                          probe=probe_for(settings))
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+
+    render_status(data, console, brief=brief)

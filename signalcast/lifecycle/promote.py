@@ -1,0 +1,108 @@
+"""Act on the promotion test (:mod:`signalcast.routing.promotion`) for every configured
+(asset, target).
+
+``promote_mode: auto`` promotes the best qualifying challenger through
+:func:`signalcast.lifecycle.admin.promote_version` (audit row and ``model`` alert) and adds
+the test statistics to that audit row; ``command`` only notifies, once per pair, and an operator
+promotes. Every comparison with enough outcomes is recorded in ``promotion_checks``; the same
+outcomes checked again add nothing, so running the round twice changes nothing. The round runs
+as the ``signalcast.evaluate_promotions`` task on the train queue; the scheduler only enqueues it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from signalcast.alerts.rules import queue_model_event_alert
+from signalcast.config import Settings
+from signalcast.core.errors import SignalcastError
+from signalcast.core.timeframes import utc
+from signalcast.db.engine import session_scope
+from signalcast.db.tables import ModelEvent, PromotionCheck
+from signalcast.db.upsert import insert_ignore
+from signalcast.lifecycle.admin import promote_version
+from signalcast.routing.promotion import PROMOTED, QUALIFIED, TOO_FEW, Comparison, compare_target
+
+log = logging.getLogger(__name__)
+
+
+def promotion_round(engine: Engine, settings: Settings, now: datetime) -> list[dict]:
+    """One promotion round over every configured (asset, target); JSON-ready results."""
+    return [c.to_dict() for c in evaluate_promotions(engine, settings, now)]
+
+
+def evaluate_promotions(engine: Engine, settings: Settings, now: datetime, *,
+                        actor: str = "promotion", mode: str | None = None) -> list[Comparison]:
+    """Compare, record and act for every configured (asset, target); see the module docstring.
+    ``mode`` overrides each target's ``promote_mode`` (``auto`` promotes the best qualifying
+    challenger; ``command`` notifies)."""
+    now = utc(now)
+    results: list[Comparison] = []
+    for asset in settings.assets:
+        for target in settings.targets:
+            with session_scope(engine, readonly=True) as session:
+                comparisons = compare_target(session, settings, asset.symbol, target.key, now)
+            qualified = sorted((c for c in comparisons if c.decision == QUALIFIED),
+                               key=lambda c: c.stats["mean_diff"])
+            policy_mode = mode or settings.routing.policy(target.key).promote_mode
+            if qualified and policy_mode == "auto":
+                best = qualified[0]
+                try:
+                    event = promote_version(engine, settings, asset.symbol, target.key,
+                                            ":".join(best.challenger.rsplit(" v", 1)), actor,
+                                            _reason(best))
+                except SignalcastError as exc:  # e.g. an operator promoted it meanwhile
+                    log.warning("%s %s: cannot promote %s: %s", asset.symbol, target.key,
+                                best.challenger, exc)
+                else:
+                    best.decision = PROMOTED
+                    _attach_stats(engine, event.id, best)
+                    log.info("%s %s: promoted %s over %s (p=%.4g)", asset.symbol, target.key,
+                             best.challenger, best.champion, best.stats["p_value"])
+            with session_scope(engine) as session:
+                for item in comparisons:
+                    if item.decision != TOO_FEW:
+                        _record(session, settings, item, now, notify=policy_mode != "auto")
+            results += comparisons
+    return results
+
+
+def _reason(item: Comparison) -> str:
+    s = item.stats
+    return (f"Brier {s['brier_champion']:.4f} -> {s['brier_challenger']:.4f} over "
+            f"{item.n_shared} shared outcomes; Diebold-Mariano (Newey-West, {s['lags']} lags) "
+            f"p={s['p_value']:.4g}, margin {s['margin']:g}")
+
+
+def _attach_stats(engine: Engine, event_id: int, item: Comparison) -> None:
+    """Add the test statistics to the promotion's audit row (promote_version wrote it with the
+    versions' training metrics)."""
+    with session_scope(engine) as session:
+        event = session.get(ModelEvent, event_id)
+        event.stats = {**event.stats, "promotion_test": item.stats}
+        session.add(event)
+
+
+def _record(session: Session, settings: Settings, item: Comparison, now: datetime, *,
+            notify: bool) -> None:
+    """Store the comparison once per (pair, sample size); tell the operator the first time a
+    challenger qualifies (``command`` mode: they decide)."""
+    first_time = item.decision == QUALIFIED and session.exec(
+        select(PromotionCheck.id).where(
+            PromotionCheck.champion_version_id == item.champion_id,
+            PromotionCheck.challenger_version_id == item.challenger_id,
+            PromotionCheck.decision == QUALIFIED)).first() is None
+    inserted = insert_ignore(session, PromotionCheck, {
+        "asset": item.asset, "target": item.target, "champion_version_id": item.champion_id,
+        "challenger_version_id": item.challenger_id, "n_shared": item.n_shared,
+        "decision": item.decision, "stats": item.stats},
+        keys=["champion_version_id", "challenger_version_id", "n_shared"])
+    if inserted and first_time and notify:
+        queue_model_event_alert(
+            session, settings, "promotion_ready", item.asset, item.target,
+            to_label=item.challenger, from_label=item.champion, actor="promotion",
+            reason=_reason(item) + "; promote it with /promote", stats=item.stats, at=now)
