@@ -1,4 +1,5 @@
-"""LightGBM through the artifact envelope: sha256 and feature checks before anything loads."""
+"""LightGBM through the artifact envelope: sha256, MAC and feature checks before anything
+loads."""
 
 from __future__ import annotations
 
@@ -7,10 +8,24 @@ import pytest
 
 from signalcast.core.errors import ArtifactError
 from signalcast.models import registry
-from signalcast.models.artifact import ServedModel, load_artifact, sha256
+from signalcast.models.artifact import (
+    ArtifactIdentity,
+    ArtifactKeys,
+    ServedModel,
+    load_artifact,
+    sha256,
+    sign,
+)
 from signalcast.models.calibration import SigmoidCalibrator
 
 FEATURES = [f"f{i}" for i in range(5)]
+KEYS = ArtifactKeys(b"k" * 32)
+ROW = ArtifactIdentity("lightgbm", "BTC/USDT", "1pct_24", 1)
+
+
+def load(blob: bytes, digest: str | None = None, **checks):
+    return load_artifact(blob, digest or sha256(blob), mac=sign(blob, ROW, KEYS), identity=ROW,
+                         keys=KEYS, **checks)
 
 
 @pytest.fixture
@@ -24,7 +39,7 @@ def served() -> ServedModel:
 
 def test_artifact_round_trip_gives_identical_probabilities(served):
     blob = served.to_bytes()
-    loaded = load_artifact(blob, sha256(blob), feature_set="v1", features=FEATURES)
+    loaded = load(blob, feature_set="v1", features=FEATURES)
     X = np.random.default_rng(1).normal(size=(50, 5))
     np.testing.assert_array_equal(loaded.predict(X), served.predict(X))
     assert loaded.calibrator == served.calibrator
@@ -35,15 +50,15 @@ def test_a_corrupted_artifact_is_refused_before_loading(served):
     digest = sha256(bytes(blob))
     blob[-10] ^= 0xFF
     with pytest.raises(ArtifactError, match="checksum mismatch.*retrain"):
-        load_artifact(bytes(blob), digest)
+        load(bytes(blob), digest)
 
 
 def test_a_model_trained_on_other_features_refuses_to_serve(served):
     blob = served.to_bytes()
     with pytest.raises(ArtifactError, match="trained on other features.*refuses to serve"):
-        load_artifact(blob, sha256(blob), features=[*FEATURES[:4], "other"])
+        load(blob, features=[*FEATURES[:4], "other"])
     with pytest.raises(ArtifactError, match="feature set 'v1'"):
-        load_artifact(blob, sha256(blob), feature_set="v2")
+        load(blob, feature_set="v2")
 
 
 def test_predict_before_fit_raises_a_clear_error():

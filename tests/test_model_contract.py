@@ -27,7 +27,14 @@ from signalcast.features import (
     first_touch_labels,
 )
 from signalcast.models import registry
-from signalcast.models.artifact import ServedModel, load_artifact, sha256
+from signalcast.models.artifact import (
+    ArtifactIdentity,
+    ArtifactKeys,
+    ServedModel,
+    load_artifact,
+    sha256,
+    sign,
+)
 from signalcast.models.base import NotFittedError, SignalModel
 from signalcast.models.calibration import SigmoidCalibrator
 
@@ -43,10 +50,11 @@ CHECKS = ("not_fitted", "no_mutation", "bytes_round_trip", "same_seed", "unit_in
 # (family, check) -> why that family cannot pass that check. Nothing else is skipped.
 SKIPS: dict[tuple[str, str], str] = {
     ("river", "pickle_free"): "River models have no serialisation but pickle; acceptable because "
-                              "load_artifact verifies the artifact's sha256 before loading it",
-    ("random_forest", "pickle_free"): "scikit-learn has no serialisation but pickle (skops would "
-                                      "add a dependency for no gain: load_artifact verifies the "
-                                      "artifact's sha256 before loading it)",
+                              "load_artifact authenticates the artifact (HMAC under a key "
+                              "outside the database) before loading it",
+    ("random_forest", "pickle_free"): "scikit-learn has no serialisation but pickle (skops is "
+                                      "not a dependency; load_artifact authenticates the "
+                                      "artifact with an HMAC before unpickling it)",
 }
 
 
@@ -179,7 +187,9 @@ def test_round_trips_through_a_verified_artifact(family, params):
     served = ServedModel(fitted(family, params), SigmoidCalibrator(1.3, -0.1), FEATURE_SET,
                          names)
     blob = served.to_bytes()
-    loaded = load_artifact(blob, sha256(blob), feature_set=FEATURE_SET, features=names)
+    row, keys = ArtifactIdentity(family, "BTC/USDT", "1pct_24", 1), ArtifactKeys(b"k" * 32)
+    loaded = load_artifact(blob, sha256(blob), mac=sign(blob, row, keys), identity=row,
+                           keys=keys, feature_set=FEATURE_SET, features=names)
     assert loaded.family == family
     assert loaded.model.get_params() == json.loads(json.dumps(served.model.get_params()))
     np.testing.assert_array_equal(loaded.predict(X), served.predict(X))

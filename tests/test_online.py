@@ -21,7 +21,7 @@ from signalcast.db.tables import (
 )
 from signalcast.db.upsert import upsert
 from signalcast.features import FEATURE_SET, feature_names
-from signalcast.models.artifact import load_artifact
+from signalcast.models.artifact import load_version
 from signalcast.pipeline.learn import features_at, learn_from_outcomes
 from signalcast.pipeline.predict import predict_asset
 from signalcast.tasks.enqueuer import CeleryEnqueuer
@@ -81,11 +81,11 @@ def test_online_models_learn_each_resolved_outcome_once_and_serve_the_update(db_
     # the stored update is exactly "learn these outcomes, oldest first, on recomputed features"
     with session_scope(engine, readonly=True) as session:
         X = features_at(session, settings.asset(BTC), learnable)
-    replay = load_artifact(before[baseline.id].artifact, before[baseline.id].sha256)
+    replay = load_version(before[baseline.id], settings.artifact_keys)
     for x, y in zip(X, labels, strict=True):
         replay.model.learn_one(x, y)
-    stored = load_artifact(after[baseline.id].artifact, after[baseline.id].sha256,
-                           feature_set=FEATURE_SET, features=feature_names())
+    stored = load_version(after[baseline.id], settings.artifact_keys,
+                          feature_set=FEATURE_SET, features=feature_names())
     np.testing.assert_array_equal(stored.predict(X), replay.predict(X))
 
     # the router serves the updated champion at once (cache keyed by version and sha256)
@@ -95,8 +95,8 @@ def test_online_models_learn_each_resolved_outcome_once_and_serve_the_update(db_
             Prediction.model_version_id == blend.id, Prediction.candle_time == newest)).one()
     with session_scope(engine, readonly=True) as session:
         x = features_at(session, settings.asset(BTC), [newest])
-    updated = load_artifact(after[blend.id].artifact, after[blend.id].sha256)
-    old = load_artifact(before[blend.id].artifact, before[blend.id].sha256)
+    updated = load_version(after[blend.id], settings.artifact_keys)
+    old = load_version(before[blend.id], settings.artifact_keys)
     assert served.prob_up == pytest.approx(float(updated.predict(x)[0]), abs=1e-12)
     assert served.prob_up != pytest.approx(float(old.predict(x)[0]), abs=1e-9)
 

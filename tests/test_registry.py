@@ -99,7 +99,7 @@ PLUGIN_SCRIPT = textwrap.dedent("""
     from signalcast.config import load_settings
     from signalcast.db.engine import init_db, session_scope
     from signalcast.models import registry
-    from signalcast.models.artifact import load_artifact
+    from signalcast.models.artifact import load_version
     from signalcast.pipeline.ingest import ingest_asset
     from signalcast.lifecycle.train import train_model
 
@@ -110,7 +110,7 @@ PLUGIN_SCRIPT = textwrap.dedent("""
     with session_scope(engine) as session:
         ingest_asset(session, settings, "BTC/USDT", now)
     row = train_model(engine, settings, "BTC/USDT", "1pct_24", "base_rate", now=now)
-    served = load_artifact(row.artifact, row.sha256)
+    served = load_version(row, settings.artifact_keys)
     print(json.dumps({
         "families": registry.describe_families(),
         "family": row.family, "params": row.params, "n_train": row.metrics["n_train"],

@@ -19,6 +19,8 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from signalcast.config import load_settings
+from signalcast.config.environment import EnvConfig
+from signalcast.config.keys import resolve_artifact_keys
 from signalcast.config.settings import RoutePolicy
 from signalcast.core.timeframes import last_closed_open_time
 from signalcast.db.engine import init_db, session_scope
@@ -32,7 +34,7 @@ from signalcast.db.tables import (
 from signalcast.features import FEATURE_SET, feature_names
 from signalcast.lifecycle import admin as model_admin
 from signalcast.models import registry
-from signalcast.models.artifact import ServedModel, sha256
+from signalcast.models.artifact import ArtifactIdentity, ServedModel, sha256, sign
 from signalcast.models.base import SignalModel
 from signalcast.models.calibration import SigmoidCalibrator
 from signalcast.pipeline.predict import predict_asset
@@ -137,10 +139,17 @@ def add_version(engine, family: str, *, asset: str = BTC, target: str = T1,
             metrics={}, lib_versions={}, train_start=start, train_end=train_end or start,
             n_rows=40, data_fingerprint=uuid.uuid4().hex,
             sha256="0" * 64 if corrupt else sha256(blob), artifact=blob)
+        row.artifact_mac = sign(blob, ArtifactIdentity.of(row), engine_keys(engine))
         session.add(row)
         session.flush()
         session.expunge(row)
     return row
+
+
+def engine_keys(engine):
+    """The artifact keys the settings of ``engine``'s database resolve to."""
+    url = engine.url.render_as_string(hide_password=False)
+    return resolve_artifact_keys(EnvConfig(database_url=url))
 
 
 def make_env(db_url: str, tmp_path: Path, routing: dict | None = None, days: int = 9,

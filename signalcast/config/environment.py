@@ -35,6 +35,9 @@ class EnvConfig(BaseSettings):
     telegram_chat_ids: str = ""  # comma-separated chat ids that receive alerts
     telegram_admins: str = ""  # comma-separated user ids allowed every bot command
     telegram_viewers: str = ""  # comma-separated user ids allowed read-only bot commands
+    artifact_key: SecretStr | None = None  # signs model artifacts; unset: see docs/production.md
+    artifact_key_file: Path | None = None  # a file holding the artifact key (e.g. a secret)
+    artifact_keys_old: SecretStr | None = None  # comma-separated previous keys, verify only
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None  # unset: per command
 

@@ -23,12 +23,14 @@ from signalcast.config.assets import AssetConfig, check_assets
 from signalcast.config.base import Section
 from signalcast.config.data import DataConfig
 from signalcast.config.environment import EnvConfig, mask_url_password, split_ids
+from signalcast.config.keys import resolve_artifact_keys
 from signalcast.config.models import ModelsConfig, TrainingConfig
 from signalcast.config.routing import RoutePolicy, RoutingConfig, check_routed_targets
 from signalcast.config.schedule import ScheduleConfig
 from signalcast.config.targets import TargetConfig, check_targets
 from signalcast.config.workers import WorkersConfig
 from signalcast.core.errors import UnknownNameError
+from signalcast.models.artifact import ArtifactKeys
 
 # Imported from here by other modules before the sections had their own modules.
 __all__ = ["ALERT_KINDS", "AlertsConfig", "AssetConfig", "EnvConfig", "FileConfig",
@@ -127,6 +129,12 @@ class Settings:
     def telegram_viewers(self) -> set[str]:
         return set(split_ids(self.env.telegram_viewers))
 
+    @cached_property
+    def artifact_keys(self) -> ArtifactKeys:
+        """The keys that sign and verify model artifacts (resolved on first use: a command that
+        never touches an artifact needs none). Raises ConfigError when none can be had."""
+        return resolve_artifact_keys(self.env)
+
     # -- look-ups --------------------------------------------------------------------------------
 
     def asset(self, symbol: str) -> AssetConfig:
@@ -148,7 +156,8 @@ class Settings:
         """The effective configuration as plain data, secrets masked (for display)."""
         env = self.env.model_dump(mode="json")
         for key, value in env.items():
-            if value and ("token" in key or "password" in key):
+            if value and ("token" in key or "password" in key
+                          or key in ("artifact_key", "artifact_keys_old")):
                 env[key] = "********"
         env["database_url"] = mask_url_password(self.env.database_url)
         if self.env.broker_url:

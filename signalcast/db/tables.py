@@ -1,4 +1,4 @@
-"""SQLModel tables. Unique constraints carry the idempotency keys of DESIGN.md, so a task that
+"""SQLModel tables. Unique constraints carry the idempotency keys of docs/architecture.md, so a task that
 runs twice changes nothing: the second insert is a no-op.
 
 Times are stored as naive UTC and read back as aware UTC (:class:`UTCDateTime`), so SQLite and
@@ -60,7 +60,7 @@ class Candle(SQLModel, table=True):
 
 
 class ModelVersion(SQLModel, table=True):
-    """A trained model: its artifact (bytes + sha256) and everything needed to trust it."""
+    """A trained model: its artifact (bytes + sha256 + MAC) and everything needed to trust it."""
 
     __tablename__ = "model_versions"
     __table_args__ = (
@@ -86,6 +86,9 @@ class ModelVersion(SQLModel, table=True):
     n_rows: int
     data_fingerprint: str = Field(max_length=64)
     sha256: str = Field(max_length=64)
+    # HMAC-SHA256 of the artifact and this row's identity under a key kept outside the
+    # database (signalcast.models.artifact); None: stored before signing, refused when loaded.
+    artifact_mac: str | None = Field(default=None, max_length=64)
     artifact: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 

@@ -32,7 +32,7 @@ from signalcast.features import FEATURE_SET, feature_names
 from signalcast.features.dataset import build_training_set, purged_split
 from signalcast.lifecycle import admin as model_admin
 from signalcast.models import registry
-from signalcast.models.artifact import ServedModel, sha256
+from signalcast.models.artifact import ArtifactIdentity, ServedModel, sha256, sign
 from signalcast.models.calibration import SigmoidCalibrator
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def train_model(engine: Engine, settings: Settings, asset: str, target_key: str,
     asset_cfg, target = settings.asset(asset), settings.target(target_key)
     params = settings.model_params(family)
     registry.family_class(family)  # fail fast on an unknown family, before any work
+    keys = settings.artifact_keys  # and on a missing artifact key
 
     say("loading candles")
     end = last_closed_open_time(now, asset_cfg.timeframe)
@@ -126,6 +127,7 @@ def train_model(engine: Engine, settings: Settings, asset: str, target_key: str,
                 n_rows=int(train.sum() + cal.sum()), data_fingerprint=fingerprint,
                 sha256=sha256(blob), artifact=blob,
             )
+            row.artifact_mac = sign(blob, ArtifactIdentity.of(row), keys)
             _assign_role(session, settings, row)
             session.add(row)
             session.flush()

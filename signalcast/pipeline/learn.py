@@ -52,7 +52,7 @@ from signalcast.features import (
     feature_names,
 )
 from signalcast.models import registry
-from signalcast.models.artifact import load_artifact, sha256
+from signalcast.models.artifact import ArtifactIdentity, load_version, sha256, sign
 from signalcast.routing.overrides import apply_override, overrides_for
 from signalcast.routing.router import make_lineup, newest, version_rows
 
@@ -156,8 +156,9 @@ def _learn(engine: Engine, settings: Settings, asset: AssetConfig, target: Targe
         if not todo:
             return label(version), 0
         X = features_at(session, asset, [t for t, _ in todo])
-        served = load_artifact(version.artifact, version.sha256, feature_set=FEATURE_SET,
-                               features=feature_names(), label=label(version))
+        keys = settings.artifact_keys
+        served = load_version(version, keys, feature_set=FEATURE_SET,
+                              features=feature_names(), label=label(version))
         rows = []
         for (candle_time, outcome), x in zip(todo, X, strict=True):
             if not np.isfinite(x).all():
@@ -172,6 +173,7 @@ def _learn(engine: Engine, settings: Settings, asset: AssetConfig, target: Targe
         upsert(session, OnlineLearned, rows, keys=["model_version_id", "candle_time"])
         blob = served.to_bytes()
         version.artifact, version.sha256 = blob, sha256(blob)
+        version.artifact_mac = sign(blob, ArtifactIdentity.of(version), keys)
         version.metrics = {**version.metrics,
                            "online_learned": int(version.metrics.get("online_learned", 0))
                            + len(rows),

@@ -30,12 +30,13 @@ from signalcast.db.candles import read_candles
 from signalcast.db.tables import ModelVersion, Prediction
 from signalcast.db.upsert import upsert
 from signalcast.features import FEATURE_SET, MAX_LOOKBACK, feature_names, latest_features
-from signalcast.models.artifact import ServedModel, load_artifact
+from signalcast.models.artifact import ArtifactIdentity, ArtifactKeys, ServedModel, load_artifact
 from signalcast.routing.router import Decision, ModelOutput, Router, model_output
 
 log = logging.getLogger(__name__)
 
-# Loaded models by (version id, sha256): an online model updated in place gets a new sha256 and
+# Loaded models by (version id, sha256), each authenticated (its MAC checked) when loaded.
+# An online model updated in place gets a new sha256 and
 # is loaded again; a rollback or promotion is served at the next candle (roles are read from
 # the database on every prediction).
 _cache: dict[tuple[int, str], ServedModel] = {}
@@ -43,24 +44,25 @@ _cache_lock = threading.Lock()
 CACHE_SIZE = 256
 
 
-def served_model(version: ModelVersion) -> ServedModel:
+def served_model(version: ModelVersion, keys: ArtifactKeys) -> ServedModel:
     """The loaded model for ``version``, verified once and then kept in this process."""
     cached = _cached(version.id, version.sha256)
     if cached is not None:
         return cached
-    return _load(version.id, version.artifact, version.sha256, _label(version))
+    return _load(version, version.artifact, version.sha256, version.artifact_mac, keys)
 
 
-def routed_model(session: Session, version: VersionRef) -> ServedModel:
+def routed_model(session: Session, version: VersionRef, keys: ArtifactKeys) -> ServedModel:
     """:func:`served_model` for the router's light version rows: the artifact is read only
     when this process has not loaded this (version, sha256) yet; bytes and checksum are read
     together, so an online update committed meanwhile cannot mismatch them."""
     cached = _cached(version.id, version.sha256)
     if cached is not None:
         return cached
-    artifact, checksum = session.exec(select(ModelVersion.artifact, ModelVersion.sha256).where(
+    artifact, checksum, mac = session.exec(select(
+        ModelVersion.artifact, ModelVersion.sha256, ModelVersion.artifact_mac).where(
         ModelVersion.id == version.id)).one()
-    return _load(version.id, artifact, checksum, _label(version))
+    return _load(version, artifact, checksum, mac, keys)
 
 
 def _cached(version_id: int, checksum: str) -> ServedModel | None:
@@ -68,10 +70,14 @@ def _cached(version_id: int, checksum: str) -> ServedModel | None:
         return _cache.get((version_id, checksum))
 
 
-def _load(version_id: int, artifact: bytes | None, checksum: str, name: str) -> ServedModel:
+def _load(version: ModelVersion | VersionRef, artifact: bytes | None, checksum: str,
+          mac: str | None, keys: ArtifactKeys) -> ServedModel:
+    """Authenticate (the row's identity, family and MAC) and load; the row's family loads it."""
+    name, version_id = _label(version), version.id
     if artifact is None:
         raise ArtifactError(f"{name}: its artifact was purged; retrain or roll back")
-    model = load_artifact(artifact, checksum, feature_set=FEATURE_SET, features=feature_names(),
+    model = load_artifact(artifact, checksum, mac=mac, identity=ArtifactIdentity.of(version),
+                          keys=keys, feature_set=FEATURE_SET, features=feature_names(),
                           label=name)
     with _cache_lock:
         for stale in [k for k in _cache if k[0] == version_id]:
@@ -118,10 +124,11 @@ def predict_asset(session: Session, settings: Settings, asset: str,
                           f"{len(candles)}" for t in settings.targets}
         return result
     x = latest_features(candles, asset_cfg.timeframe).reshape(1, -1)
+    keys = settings.artifact_keys  # no key: a ConfigError, not a fallback (nothing could serve)
     price = float(candles["close"].iloc[-1])
 
     def predict(version: VersionRef) -> ModelOutput:
-        return model_output(routed_model(session, version), x)
+        return model_output(routed_model(session, version, keys), x)
 
     recorded: dict[str, dict[int, bool]] = {}
     for target_key, version_id, served in session.exec(
