@@ -1,12 +1,12 @@
 """Sigmoid (Platt) calibration of P(UP), fitted on a later walk-forward fold.
 
 Alert thresholds are probabilities, so they must mean what they say. Isotonic regression overfits
-below about 1,000 samples (ML_NOTES.md); a two-parameter sigmoid on the logit does not.
+below about 1,000 samples (docs/ml-notes.md); a two-parameter sigmoid on the logit does not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,3 +41,137 @@ class SigmoidCalibrator:
 
     def to_dict(self) -> dict[str, float]:
         return {"a": self.a, "b": self.b}
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration that cannot hurt (see ML_NOTES "Honesty hazards"): pooled out-of-fold fit,
+# monotone, shrunk toward the base rate by the effective sample size, kept only when it beats
+# the raw forecast on held-out folds. Pure numpy/scipy; JSON-able via to_dict / from_dict.
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _fit_monotone_sigmoid(raw: np.ndarray, y: np.ndarray, a_min: float,
+                          a_max: float) -> tuple[float, float]:
+    """Maximum-likelihood ``sigmoid(a * logit(raw) + b)`` with ``a_min <= a <= a_max``
+    (a_min > 0: the map is strictly increasing, so it never reverses a model's ranking)."""
+    from scipy.optimize import minimize
+
+    x = _logit(raw)
+    y = np.asarray(y, dtype=np.float64)
+
+    def nll(theta):
+        a, b = theta
+        z = a * x + b
+        # log(1 + e^z) - y z, and its gradient
+        loss = np.logaddexp(0.0, z) - y * z
+        r = _sigmoid(z) - y
+        return loss.mean(), np.array([(r * x).mean(), r.mean()])
+
+    res = minimize(nll, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B",
+                   bounds=[(a_min, a_max), (-20.0, 20.0)])
+    return float(res.x[0]), float(res.x[1])
+
+
+@dataclass(frozen=True)
+class MonotoneCalibrator:
+    """``p = w * sigmoid(a * logit(raw) + b) + (1 - w) * base`` (``kind="sigmoid"``) or
+    ``p = raw`` (``kind="identity"``).
+
+    ``a >= a_min > 0`` so the map is strictly increasing; ``w = n_eff / (n_eff + prior_episodes)``
+    with ``n_eff = n / horizon`` (overlapping labels: about one independent outcome per horizon)
+    shrinks toward the pooled base rate ``base`` when data is thin. Fitted by :meth:`fit`.
+    """
+
+    kind: str = "identity"
+    a: float = 1.0
+    b: float = 0.0
+    w: float = 1.0
+    base: float = 0.5
+    n: int = 0
+    n_eff: float = 0.0
+    heldout_brier_raw: float | None = None
+    heldout_brier_cal: float | None = None
+
+    @classmethod
+    def fit(cls, raw, y, *, horizon: int = 1, groups=None, positions=None,
+            prior_episodes: float = 10.0, a_min: float = 1e-3, a_max: float = 20.0,
+            min_rows: int = 30) -> MonotoneCalibrator:
+        """Fit on pooled out-of-fold predictions ``raw`` with outcomes ``y`` (0/1, time order).
+
+        ``groups``: the walk-forward fold of each row (time-ordered ids). The candidate map is
+        validated forward: for each later group it is refitted on the earlier groups (rows with
+        ``position + horizon`` >= the group's first position are purged when ``positions`` is
+        given) and scored on it; it is kept only if its held-out Brier beats the raw forecast's on
+        every checked group, else the identity is returned (also when no group could be checked).
+        Without ``groups`` the shrunk candidate is returned (on tiny data ~ the base rate).
+        """
+        raw = np.clip(np.asarray(raw, dtype=np.float64), 0.0, 1.0)
+        y = np.asarray(y, dtype=np.float64)
+        if len(y) < min_rows or len(np.unique(y)) < 2:
+            base = float((y.sum() + 1.0) / (len(y) + 2.0))
+            n_eff = len(y) / max(horizon, 1)
+            w = 0.0 if len(np.unique(y)) < 2 else n_eff / (n_eff + prior_episodes)
+            return cls("sigmoid", 1.0, 0.0, float(w), base, len(y), float(n_eff))
+        candidate = cls._fit_candidate(raw, y, horizon, prior_episodes, a_min, a_max)
+        if groups is None:
+            return candidate
+        groups = np.asarray(groups)
+        positions = None if positions is None else np.asarray(positions)
+        order = list(dict.fromkeys(groups.tolist()))
+        if len(order) < 3:  # one or two folds only: validate on time thirds instead
+            groups = np.minimum(np.arange(len(y)) * 3 // len(y), 2)
+            order = [0, 1, 2]
+        sse_raw = sse_cal = 0.0
+        checked = losses = 0
+        for g in order[1:]:
+            test = groups == g
+            train = np.isin(groups, order[:order.index(g)])
+            if positions is not None:
+                train &= positions + horizon < positions[test].min()
+            if train.sum() < min_rows or len(np.unique(y[train])) < 2:
+                continue
+            fitted = cls._fit_candidate(raw[train], y[train], horizon, prior_episodes, a_min,
+                                        a_max)
+            g_raw = float(np.sum((raw[test] - y[test]) ** 2))
+            g_cal = float(np.sum((fitted(raw[test]) - y[test]) ** 2))
+            sse_raw, sse_cal = sse_raw + g_raw, sse_cal + g_cal
+            losses += int(g_cal >= g_raw)
+            checked += int(test.sum())
+        if checked == 0:  # nothing held out to show the map helps: keep the raw forecast
+            return cls(n=len(y), base=candidate.base, n_eff=candidate.n_eff)
+        # kept only if it wins on every held-out group (a noisy win in sum is not enough)
+        identity = cls(n=len(y), base=candidate.base, n_eff=candidate.n_eff)
+        kept = candidate if (sse_cal < sse_raw and losses == 0) else identity
+        return replace(kept, heldout_brier_raw=sse_raw / checked,
+                       heldout_brier_cal=sse_cal / checked)
+
+    @classmethod
+    def _fit_candidate(cls, raw, y, horizon, prior_episodes, a_min, a_max):
+        a, b = _fit_monotone_sigmoid(raw, y, a_min, a_max)
+        n_eff = len(y) / max(horizon, 1)
+        base = float((y.sum() + 1.0) / (len(y) + 2.0))
+        return cls("sigmoid", a, b, float(n_eff / (n_eff + prior_episodes)), base, len(y),
+                   float(n_eff))
+
+    def __call__(self, raw) -> np.ndarray:
+        raw = np.clip(np.asarray(raw, dtype=np.float64), 0.0, 1.0)
+        if self.kind == "identity":
+            return raw
+        return self.w * _sigmoid(self.a * _logit(raw) + self.b) + (1.0 - self.w) * self.base
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "a": float(self.a), "b": float(self.b), "w": float(self.w),
+                "base": float(self.base), "n": int(self.n), "n_eff": float(self.n_eff),
+                "heldout_brier_raw": self.heldout_brier_raw,
+                "heldout_brier_cal": self.heldout_brier_cal}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MonotoneCalibrator:
+        return cls(**d)
+
+
+def calibrator_from_dict(d: dict):
+    """Either calibrator from its ``to_dict`` form (old artifacts hold only ``a``/``b``)."""
+    return MonotoneCalibrator.from_dict(d) if "kind" in d else SigmoidCalibrator(**d)
