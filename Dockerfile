@@ -5,7 +5,7 @@
 FROM python:3.11-slim
 
 # OMP/OPENBLAS/MKL: one native thread per worker process: two 2-thread fits on 2 cores ran
-# 5-10x slower than 1-thread fits (RELIABILITY.md). Raise it only for a train worker with -c 1
+# 5-10x slower than 1-thread fits (docs/reliability.md). Raise it only for a train worker with -c 1
 # on a host of its own.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

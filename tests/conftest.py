@@ -127,3 +127,22 @@ def seed_history(engine, settings: Settings, days: int = HISTORY_START_DAYS):
         for asset in settings.assets:
             ingest_asset(session, settings, asset.symbol, now)
     return now
+
+
+_SERVICE_FIXTURES = {"postgres_url", "redis_url"}
+
+
+def _needs_service(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("db_url") == "postgres":
+        return True
+    return bool(_SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that talks to Postgres or Redis (through their fixtures, or the Postgres half of
+    ``db_url``) is an integration test wherever it lives, so the fast suite
+    (``-m "not integration and not slow"``) needs SQLite only."""
+    for item in items:
+        if _needs_service(item):
+            item.add_marker(pytest.mark.integration)

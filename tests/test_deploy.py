@@ -165,6 +165,7 @@ def test_signalcast_services_read_the_env_file_and_the_mounted_config_read_only(
         assert mount["type"] == "bind" and mount["read_only"] is True, name
 
 
+@pytest.mark.integration  # needs the live extra (ccxt)
 def test_every_variable_compose_or_the_settings_use_is_documented_in_env_example():
     documented = set(env_example())
     used = interpolated() | environment_keys() | SETTINGS_VARS
@@ -254,6 +255,7 @@ def load_generator():
     return module
 
 
+@pytest.mark.integration  # needs the live extra (ccxt)
 def test_committed_configuration_reference_equals_the_generated_one():
     committed = (REPO / "docs" / "configuration.md").read_text()
     assert committed == load_generator().render(), \

@@ -110,6 +110,7 @@ def test_permutation_bound_catches_a_model_that_trained_on_its_test_rows(trainin
 
 
 # ------------------------------------------------------------------------------ (2) future shift
+@pytest.mark.slow
 def test_predictions_before_a_cut_do_not_change_when_later_candles_are_removed(
         evaluation, candles):
     """Truncate the history inside the last test fold and rerun with the same fold boundaries:
@@ -322,6 +323,7 @@ def test_regime_plot_shades_a_family_that_exposes_filtered_regimes(candles, tmp_
     assert page.count("<img") == 2 and "omitted" not in page
 
 
+@pytest.mark.slow
 def test_cli_prints_each_chosen_family_and_the_oracle_and_writes_json_and_html(tmp_path):
     """Two families keep it fast; every family's rows are checked on the report writers above."""
     chosen = ["hmm", "lightgbm"] if "hmm" in FAMILIES else ["lightgbm"]

@@ -79,6 +79,7 @@ def test_missing_ccxt_does_not_matter_for_other_sources(tmp_path, monkeypatch):
     assert settings.data.source == "synthetic"
 
 
+@pytest.mark.integration  # needs the live extra (ccxt)
 def test_unknown_exchange_id_is_a_config_error_with_a_suggestion(tmp_path):
     with pytest.raises(ConfigError) as err:
         _load(_config(tmp_path, {"source": "exchange", "exchange": "binanse"}))
@@ -93,6 +94,7 @@ def test_credentials_in_exchange_options_are_refused(tmp_path):
         _load(_config(tmp_path, data))
 
 
+@pytest.mark.integration  # needs the live extra (ccxt)
 def test_exchange_settings_have_defaults_and_bounds(tmp_path):
     settings = _load(_config(tmp_path, {"source": "exchange"}))
     assert settings.data.exchange == "binance"

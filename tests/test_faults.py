@@ -1,4 +1,4 @@
-"""Fault tests with real processes (RELIABILITY.md): workers killed or stopped mid-task, Redis
+"""Fault tests with real processes (docs/reliability.md): workers killed or stopped mid-task, Redis
 down and back, two schedulers, many writers on one database. Each checks nothing is lost and
 nothing is doubled by counting rows."""
 

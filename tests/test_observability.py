@@ -376,6 +376,7 @@ def test_services_that_do_not_answer_are_reported_as_down_not_as_a_failed_scrape
     assert value(samples, "signalcast_broker_up") == 0
 
 
+@pytest.mark.slow
 def test_metrics_command_serves_until_sigterm(config_path, sqlite_url, tmp_path):
     init_db(sqlite_url)
     port = free_port()

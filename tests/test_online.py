@@ -101,6 +101,7 @@ def test_online_models_learn_each_resolved_outcome_once_and_serve_the_update(db_
     assert served.prob_up != pytest.approx(float(old.predict(x)[0]), abs=1e-9)
 
 
+@pytest.mark.slow
 def test_drift_in_champion_errors_notifies_and_enqueues_one_retrain(db_url, tmp_path,
                                                                     monkeypatch):
     register_test_families(monkeypatch)

@@ -53,6 +53,7 @@ def test_describe_families_gives_source_and_import_path_of_each():
     assert set(registry.BUILTIN) <= set(described)
 
 
+@pytest.mark.slow
 def test_listing_families_imports_no_family_library():
     code = ("import sys; from signalcast.models import registry; registry.describe_families(); "
             "print([m for m in ('xgboost', 'hmmlearn', 'river', 'lightgbm', 'sklearn') "

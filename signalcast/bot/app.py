@@ -32,7 +32,7 @@ from signalcast.notifier.telegram import bot_api_base_url, redact_token_in_logs
 
 log = logging.getLogger(__name__)
 
-# New messages only: an edited "/retrain" must not retrain again (RELIABILITY.md).
+# New messages only: an edited "/retrain" must not retrain again (docs/reliability.md).
 NEW_MESSAGES = filters.UpdateType.MESSAGE & ~filters.UpdateType.EDITED_MESSAGE
 
 

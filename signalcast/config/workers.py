@@ -8,7 +8,7 @@ from signalcast.config.base import Section
 
 
 class WorkersConfig(Section):
-    """Celery worker behaviour (RELIABILITY.md explains each default)."""
+    """Celery worker behaviour (docs/reliability.md explains each default)."""
 
     visibility_timeout_seconds: int = Field(default=7200, ge=5)  # > longest train + queue wait
     max_lost_deliveries: int = Field(default=3, ge=1)  # worker died mid-task this often: give up

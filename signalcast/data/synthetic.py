@@ -20,7 +20,6 @@ an asset does not change the others.
 
 from __future__ import annotations
 
-import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -389,19 +388,3 @@ class SyntheticMarket:
         return pd.Series(
             regimes.map(by_regime).to_numpy(dtype=float), index=regimes.index, name="oracle_p_up"
         )
-
-
-_shared: dict[tuple, SyntheticMarket] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_market(symbols: Sequence[str], seed: int, timeframe: str,
-                  start: datetime) -> SyntheticMarket:
-    """One market per (symbols, seed, timeframe, start) in this process: it caches its paths,
-    so ingestion and evaluation of the same configuration share them."""
-    key = (tuple(symbols), seed, timeframe, start)
-    with _shared_lock:
-        if key not in _shared:
-            _shared[key] = SyntheticMarket(list(symbols), seed=seed, timeframe=timeframe,
-                                           start=start)
-        return _shared[key]

@@ -1,5 +1,5 @@
-"""SQLModel tables. Unique constraints carry the idempotency keys of docs/architecture.md, so a task that
-runs twice changes nothing: the second insert is a no-op.
+"""SQLModel tables. Unique constraints carry the idempotency keys (docs/architecture.md), so a
+task that runs twice changes nothing: the second insert is a no-op.
 
 Times are stored as naive UTC and read back as aware UTC (:class:`UTCDateTime`), so SQLite and
 Postgres behave the same.

@@ -1,6 +1,6 @@
 """Out-of-fold member predictions for ensembles, built walk-forward with a purge.
 
-scikit-learn's ``StackingClassifier`` refuses time-series splits (ML_NOTES.md), so the members'
+scikit-learn's ``StackingClassifier`` refuses time-series splits (docs/ml-notes.md), so the members'
 out-of-fold (OOF) probabilities come from the evaluation package's walk-forward instead
 (:func:`signalcast.evaluation.folds.plan_folds` and :func:`signalcast.evaluation.walkforward.
 walk_forward`): for every test block, each member is fitted on rows that end ``horizon`` rows

@@ -15,7 +15,7 @@ import pandas as pd
 
 from signalcast.config import Settings
 from signalcast.data import SyntheticMarket
-from signalcast.data.synthetic import shared_market
+from signalcast.data.market_cache import shared_market
 from signalcast.evaluation.folds import WalkForwardConfig
 from signalcast.evaluation.walkforward import Progress, SeriesEvaluation, evaluate_series
 from signalcast.models import registry

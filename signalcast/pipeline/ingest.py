@@ -42,7 +42,7 @@ from signalcast.config import AssetConfig, Settings
 from signalcast.core.errors import TemporaryError
 from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
 from signalcast.data import SyntheticMarket
-from signalcast.data.synthetic import shared_market
+from signalcast.data.market_cache import shared_market
 from signalcast.db.candles import last_candle_time, store_candles
 from signalcast.db.tables import Candle, CandleGap
 from signalcast.db.upsert import upsert

@@ -1,4 +1,4 @@
-"""Champion/challenger routing (DESIGN.md "routing/"): what serves each (asset, target, candle)
+"""Champion/challenger routing (docs/architecture.md): what serves each (asset, target, candle)
 (:mod:`.router`: shadows, A/B split, fallback chain), circuit breakers shared by all workers
 (:mod:`.breaker`), run-time routing changes (:mod:`.overrides`), the promotion test
 (:mod:`.promotion`), online learning and drift (:mod:`.online`) and their scheduler jobs

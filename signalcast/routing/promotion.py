@@ -7,7 +7,7 @@ direction). Nothing is decided before ``promote_min_outcomes`` shared outcomes.
 The test: Diebold-Mariano on the Brier loss differences ``d_t = (p_chal - y)^2 - (p_champ -
 y)^2``. Outcomes of neighbouring candles overlap (each looks ``horizon`` candles ahead), so the
 variance of the mean difference is the Newey-West long-run variance with Bartlett weights and
-``lags = 2 * horizon`` (ML_NOTES.md: plain tests overstate confidence here). One-sided, against
+``lags = 2 * horizon`` (docs/ml-notes.md: plain tests overstate confidence here). One-sided, against
 the margin: H0 ``E[d] >= -margin`` vs H1 ``E[d] < -margin`` (the challenger's Brier is lower by
 more than ``promote_margin``), statistic ``(mean(d) + margin) / se``. The challenger qualifies
 when ``p < promote_significance``.

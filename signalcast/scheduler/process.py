@@ -1,7 +1,8 @@
 """``signalcast scheduler``: the APScheduler process that decides *when*.
 
-Defaults set on purpose (RELIABILITY.md): UTC, ``coalesce=True`` (after downtime each missed job
-runs once, not once per missed fire), ``max_instances=1``, an explicit misfire grace time.
+Defaults set on purpose (docs/reliability.md): UTC, ``coalesce=True`` (after downtime each
+missed job runs once, not once per missed fire), ``max_instances=1``, an explicit misfire grace
+time.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 def pin_model_threads(threads: int) -> None:
     """Limit native thread pools per worker process, before model libraries load: two 2-thread
-    fits on 2 cores ran 5-10x slower than 1-thread fits (ML_NOTES.md). Explicit env wins."""
+    fits on 2 cores ran 5-10x slower than 1-thread fits (docs/ml-notes.md). Explicit env wins."""
     import os
 
     for var in THREAD_VARS:

@@ -8,7 +8,7 @@ so the names do not depend on the seed (HMM label switching).
 
 Causal filtering from one row. Serving gives one row, so regime probabilities are a forward
 filter over the history *that row carries*; they never use later rows, unlike hmmlearn's
-``predict_proba`` (forward-backward smoothing, see ML_NOTES.md). Reading the row oldest first:
+``predict_proba`` (forward-backward smoothing, see docs/ml-notes.md). Reading the row oldest first:
 
 - blocks between feature windows, e.g. candles ``t-167..t-48``, ``t-47..t-24``, ..., ``t-11..t-6``
   with ``windows=(12, 24, 48, 168)``. A block's sum of returns ``R`` and sum of squared returns

@@ -1,6 +1,6 @@
 """LightGBM family: gradient-boosted trees, served through the raw Booster on numpy rows.
 
-The sklearn wrapper adds 250-450 us per one-row call (ML_NOTES.md); the raw Booster does not.
+The sklearn wrapper adds 250-450 us per one-row call (docs/ml-notes.md); the raw Booster does not.
 Threads are pinned (``num_threads``, default 1): two 2-thread fits on 2 cores ran 5-10x slower.
 """
 

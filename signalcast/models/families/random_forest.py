@@ -1,6 +1,6 @@
 """Random-forest family: scikit-learn's ``RandomForestClassifier``, the BSE Predict baseline.
 
-BSE Predict (ORIGINS.md) ran balanced random forests sized by target: 200 trees of depth 8 for
+BSE Predict ran balanced random forests sized by target: 200 trees of depth 8 for
 1% moves, 200 of depth 10 for 2%, 300 of depth 12 for 5%. :func:`bse_baseline_params` gives
 those sizes so training code can reproduce the baseline per target; the defaults are the 1% one.
 ``n_jobs`` is pinned to 1, like the boosters' threads.

@@ -1,7 +1,7 @@
 """River family: an online learner, warm-started on history and updated from resolved outcomes.
 
 ``variant`` picks the estimator: ``"logistic"`` (default: ``StandardScaler | LogisticRegression``,
-6-7 us per prediction, ML_NOTES.md), ``"arf"`` (adaptive random forest, ``n_models`` trees,
+6-7 us per prediction, docs/ml-notes.md), ``"arf"`` (adaptive random forest, ``n_models`` trees,
 150-200 us per prediction, about 1 ms per update) or ``"hoeffding"`` (one Hoeffding tree).
 :meth:`fit` starts a fresh model and learns the rows one by one in the order given (time order);
 :meth:`learn_one` / :meth:`learn_many` keep learning from outcomes as they resolve.

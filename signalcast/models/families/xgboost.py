@@ -1,9 +1,9 @@
 """XGBoost family: gradient-boosted trees trained with ``xgb.train``, served by ``inplace_predict``.
 
 ``inplace_predict`` on a numpy row skips the DMatrix a plain ``predict`` builds (130-160 us per
-row, ML_NOTES.md). Threads are pinned (``nthread``, default 1) as for LightGBM: two workers on two
-cores each spawning threads slow everyone down. The artifact is the booster's UBJSON model
-(``save_raw("ubj")``): pickle-free and readable by any later XGBoost.
+row, docs/ml-notes.md). Threads are pinned (``nthread``, default 1) as for LightGBM: two
+workers on two cores each spawning threads slow everyone down. The artifact is the booster's
+UBJSON model (``save_raw("ubj")``): pickle-free and readable by any later XGBoost.
 """
 
 from __future__ import annotations
