@@ -24,6 +24,11 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("SIGNALCAST_TEST_REDIS", "redis://127.0.0.1:6379/11")
 
+# A deployment on Postgres (or on several hosts) configures one artifact key for every process;
+# the tests are such a deployment, and the worker processes they start inherit it. Tests of the
+# key-less defaults remove it with monkeypatch.
+os.environ.setdefault("SIGNALCAST_ARTIFACT_KEY", "signalcast-tests-" + "0" * 48)
+
 SMALL_CONFIG: dict[str, Any] = {
     "assets": [{"symbol": "BTC/USDT", "timeframe": "1h"}, {"symbol": "ETH/USDT"}],
     "targets": [

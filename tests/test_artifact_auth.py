@@ -69,7 +69,10 @@ def stored(engine, version_id: int) -> ModelVersion:
 
 
 @pytest.fixture
-def env(sqlite_url, tmp_path):
+def env(sqlite_url, tmp_path, monkeypatch):
+    # the SQLite defaults under test: no key in the environment (conftest sets one for the rest)
+    monkeypatch.delenv("SIGNALCAST_ARTIFACT_KEY", raising=False)
+    monkeypatch.delenv("SIGNALCAST_ARTIFACT_KEY_FILE", raising=False)
     engine, settings, now = make_env(sqlite_url, tmp_path)
     return engine, settings, now
 
@@ -174,7 +177,8 @@ def test_postgres_without_a_key_refuses_with_how_to_make_one(monkeypatch):
         resolve_artifact_keys(env)
 
 
-def test_key_file_short_keys_and_in_memory_databases(tmp_path):
+def test_key_file_short_keys_and_in_memory_databases(tmp_path, monkeypatch):
+    monkeypatch.delenv("SIGNALCAST_ARTIFACT_KEY", raising=False)
     secret = tmp_path / "artifact.key"
     secret.write_text(NEW + "\n")
     keys = resolve_artifact_keys(EnvConfig(database_url="postgresql://u@db/x",

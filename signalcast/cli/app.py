@@ -35,10 +35,16 @@ cli.add_typer(models_cli, name="models")
 cli.add_typer(routing_cli, name="routing")
 
 
-def main() -> None:
+@cli.callback()
+def _before_every_command() -> None:
+    # Logging is set up when a command runs, not for --help: reading SIGNALCAST_LOG_* loads
+    # the settings code, which --help does not need.
     from signalcast.config.runtime import configure_logging_from_env
 
     configure_logging_from_env()
+
+
+def main() -> None:
     try:
         cli()
     except SignalcastError as exc:

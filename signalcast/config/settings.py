@@ -14,7 +14,7 @@ holds the root objects: :class:`FileConfig` (the whole YAML file) and :class:`Se
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -23,14 +23,15 @@ from signalcast.config.assets import AssetConfig, check_assets
 from signalcast.config.base import Section
 from signalcast.config.data import DataConfig
 from signalcast.config.environment import EnvConfig, mask_url_password, split_ids
-from signalcast.config.keys import resolve_artifact_keys
 from signalcast.config.models import ModelsConfig, TrainingConfig
 from signalcast.config.routing import RoutePolicy, RoutingConfig, check_routed_targets
 from signalcast.config.schedule import ScheduleConfig
 from signalcast.config.targets import TargetConfig, check_targets
 from signalcast.config.workers import WorkersConfig
 from signalcast.core.errors import UnknownNameError
-from signalcast.models.artifact import ArtifactKeys
+
+if TYPE_CHECKING:
+    from signalcast.models.artifact import ArtifactKeys
 
 # Imported from here by other modules before the sections had their own modules.
 __all__ = ["ALERT_KINDS", "AlertsConfig", "AssetConfig", "EnvConfig", "FileConfig",
@@ -133,6 +134,8 @@ class Settings:
     def artifact_keys(self) -> ArtifactKeys:
         """The keys that sign and verify model artifacts (resolved on first use: a command that
         never touches an artifact needs none). Raises ConfigError when none can be had."""
+        from signalcast.config.keys import resolve_artifact_keys  # numpy: only when needed
+
         return resolve_artifact_keys(self.env)
 
     # -- look-ups --------------------------------------------------------------------------------
