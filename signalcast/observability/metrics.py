@@ -21,9 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import and_, case, func, or_
 from sqlalchemy.engine import Engine
@@ -308,13 +308,9 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
-        log.debug("metrics %s", format % args)
-
-
 class MetricsServer:
-    """``/metrics`` over HTTP for one collector, in a background thread.
+    """``/metrics`` over HTTP for one collector: prometheus_client's own server
+    (:func:`~prometheus_client.start_http_server`, a threading WSGI server in a daemon thread).
 
     >>> server = MetricsServer(registry=CollectorRegistry(), port=0).start()
     >>> server.port > 0
@@ -328,17 +324,20 @@ class MetricsServer:
         self.registry = registry or CollectorRegistry()
         if collector is not None:
             self.registry.register(collector)
-        self._server: WSGIServer = make_server(host, port, make_wsgi_app(self.registry),
-                                               handler_class=_QuietHandler)
-        self.host, self.port = host, self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="signalcast-metrics", daemon=True)
+        self.host, self.port = host, port
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> MetricsServer:
-        self._thread.start()
+        """Listen (port 0: any free port, then read back in ``port``) and serve in a thread."""
+        self._server, self._thread = start_http_server(self.port, addr=self.host,
+                                                       registry=self.registry)
+        self.port = self._server.server_port
         return self
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
