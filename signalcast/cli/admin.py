@@ -4,11 +4,14 @@ rendered by :mod:`signalcast.cli.render`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from signalcast.cli.common import ConfigOpt, console, load_settings
+from signalcast.core.errors import TemporaryError
 
 if TYPE_CHECKING:
     from signalcast.config import Settings
@@ -20,7 +23,8 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     from signalcast.db.migrate import upgrade
 
     settings = load_settings(config)
-    revision = upgrade(get_engine(settings.env.database_url))
+    with database_errors(settings):
+        revision = upgrade(get_engine(settings.env.database_url))
     console.print(f"database at revision {revision}: "
                   f"{settings.redacted()['environment']['database_url']}")
 
@@ -30,6 +34,23 @@ def config_show(config: ConfigOpt = None) -> None:
     import yaml
 
     print(yaml.safe_dump(load_settings(config).redacted(), sort_keys=False), end="")
+
+
+@contextmanager
+def database_errors(settings: Settings) -> Iterator[None]:
+    """A database that cannot be reached (or refuses us) becomes one line naming the URL
+    (password masked), the driver's reason and the fix, exit code 2, instead of a traceback."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    try:
+        yield
+    except (OperationalError, DBAPIError) as exc:
+        url = settings.redacted()["environment"]["database_url"]
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise TemporaryError(
+            f"cannot use the database at {url}: {reason[0] if reason else type(exc).__name__}. "
+            "Start the database or fix SIGNALCAST_DATABASE_URL, then run the command again."
+        ) from None
 
 
 def status(config: ConfigOpt = None,
@@ -44,8 +65,9 @@ def print_status(settings: Settings, brief: bool = False, as_json: bool = False)
     from signalcast.ops.status import collect_status
     from signalcast.tasks.enqueuer import probe_for
 
-    data = collect_status(init_db(settings.env.database_url), settings,
-                          probe=probe_for(settings))
+    with database_errors(settings):
+        data = collect_status(init_db(settings.env.database_url), settings,
+                              probe=probe_for(settings))
     if as_json:
         print(json.dumps(data, indent=2, default=str))
         return

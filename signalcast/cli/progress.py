@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from rich.console import Console
@@ -24,9 +25,22 @@ def train_with_progress(signatures: list, console: Console, failures: list) -> N
                     failures.append(f"{result.id}: {result.result!r}")
                     progress.update(bar, description=f"[red]failed[/red] {result.id}")
                     continue
-                r = result.result
-                auc = r["metrics"]["auc"]
-                progress.update(bar, description=(
-                    f"{r['asset']} {r['target']} {r['family']} v{r['version']} "
-                    f"AUC {auc:.3f} Brier {r['metrics']['brier']:.3f}"))
+                progress.update(bar, description=describe_training(result.result))
             time.sleep(0.05)
+
+
+def describe_training(result: dict) -> str:
+    """One finished training as a line: ``BTC/USDT 2pct_72 lightgbm v3 AUC 0.612 Brier 0.231``.
+
+    A metric the training could not compute (e.g. AUC when the held-out rows hold one class
+    only, as with a short history) is shown as "n/a" instead of failing the command."""
+    metrics = result.get("metrics") or {}
+    return (f"{result.get('asset')} {result.get('target')} {result.get('family')} "
+            f"v{result.get('version')} AUC {_metric(metrics.get('auc'))} "
+            f"Brier {_metric(metrics.get('brier'))}")
+
+
+def _metric(value: object) -> str:
+    if isinstance(value, int | float) and math.isfinite(value):
+        return f"{value:.3f}"
+    return "n/a"

@@ -1,5 +1,6 @@
-"""What every section of the YAML file shares: no unknown keys, immutable, and the
-"each listed once" check used by the list sections."""
+"""What every section of the YAML file shares: no unknown keys, immutable, finite numbers
+(``.inf`` and ``.nan`` are refused in every float field), and the "each listed once" check used
+by the list sections."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def require_unique(values: list[str], what: str) -> None:

@@ -47,12 +47,16 @@ def describe(error: dict[str, Any], root: type[BaseModel]) -> str:
         close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         return f"{where} is not a known setting; {hint}known here: {', '.join(known)}"
+    if kind == "finite_number":
+        return (f"{where} must be a finite number, got {got!r} (.inf and .nan are not "
+                "allowed); write a number such as 30")
     if kind == "missing":
         return f"{where} is required but missing"
     if kind == "too_short":
         return f"{where} must not be empty"
     if kind == "value_error":
-        return f"{where} {error['msg'].removeprefix('Value error, ')}"
+        msg = error["msg"].removeprefix("Value error, ")
+        return f"{where}{msg}" if msg.startswith(".") else f"{where} {msg}"  # ".key ..." nests
     return f"{where}: {error['msg']}, got {got!r}"
 
 

@@ -24,6 +24,7 @@ from signalcast.config.base import Section
 from signalcast.config.data import DataConfig
 from signalcast.config.environment import EnvConfig, mask_url_password, split_ids
 from signalcast.config.models import ModelsConfig, TrainingConfig
+from signalcast.config.params import check_models
 from signalcast.config.routing import RoutePolicy, RoutingConfig, check_routed_targets
 from signalcast.config.schedule import ScheduleConfig
 from signalcast.config.targets import TargetConfig, check_targets
@@ -61,6 +62,11 @@ class FileConfig(Section):
     @classmethod
     def _routed_targets_exist(cls, routing: RoutingConfig, info: ValidationInfo) -> RoutingConfig:
         return check_routed_targets(routing, [t.key for t in info.data.get("targets") or []])
+
+    @field_validator("models")
+    @classmethod
+    def _known_families(cls, models: ModelsConfig) -> ModelsConfig:
+        return check_models(models)
 
     @field_validator("targets")
     @classmethod

@@ -32,6 +32,35 @@ def timeframe_to_timedelta(timeframe: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
+# Timeframes whose candles close at the same UTC times every day, so that a cron trigger (and
+# the epoch-aligned candle grid) places every close: minutes dividing an hour, hours dividing a
+# day, or one day. 45m, 90m, 5h or 3d would drift against the clock and are refused.
+ALLOWED_TIMEFRAMES = ("1m", "2m", "3m", "4m", "5m", "6m", "10m", "12m", "15m", "20m", "30m",
+                      "1h", "2h", "3h", "4h", "6h", "8h", "12h", "1d")
+
+
+def check_schedulable(timeframe: str) -> timedelta:
+    """The timeframe's length, if its candles close at the same UTC times every day.
+
+    >>> check_schedulable("4h")
+    datetime.timedelta(seconds=14400)
+    >>> check_schedulable("90m")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    signalcast.core.errors.ConfigError: timeframe '90m' does not divide a day evenly, ...
+    """
+    step = timeframe_to_timedelta(timeframe)
+    minutes = step.total_seconds() / 60
+    fits = (minutes < 60 and 60 % minutes == 0) or (
+        minutes < 1440 and minutes % 60 == 0 and 24 % (minutes // 60) == 0) or minutes == 1440
+    if not fits:
+        raise ConfigError(
+            f"timeframe {timeframe!r} does not divide a day evenly, so candle closes would drift "
+            f"against the clock; use one of {', '.join(ALLOWED_TIMEFRAMES)}"
+        )
+    return step
+
+
 def utc(ts: datetime | pd.Timestamp | str) -> datetime:
     """Any timestamp -> timezone-aware UTC ``datetime`` (naive input is taken as UTC)."""
     if type(ts) is datetime:  # the common case, without importing pandas
