@@ -29,10 +29,17 @@ RUN apt-get update \
 WORKDIR /build
 
 # Dependency layer: depends on pyproject.toml only, so a code change reuses it. The runtime
-# dependencies and the `live` extra (ccxt) are read from pyproject.toml and installed first.
+# dependencies, the `live` extra (ccxt) and the model-family extras named in FAMILY_EXTRAS are
+# read from pyproject.toml and installed first. FAMILY_EXTRAS: comma-separated, e.g.
+# "xgboost,river"; empty (the default) builds a lean image whose workers serve the core families
+# (lightgbm, hmm, random_forest, lorentzian, ensembles of them): xgboost's wheel alone adds
+# ~700 MB with its CUDA library. `docker build --build-arg FAMILY_EXTRAS=xgboost,river .`
+ARG FAMILY_EXTRAS=""
 COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['live']))" > requirements.txt \
+RUN python -c "import tomllib, sys; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extras = [r for e in sys.argv[1].split(',') if e for r in p['optional-dependencies'][e]]; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['live'] + extras))" \
+    "$FAMILY_EXTRAS" > requirements.txt \
     && pip install -r requirements.txt
 
 # Source layer: the package itself, without its dependencies (installed above).

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from signalcast.cli.models import models_cli
-from signalcast.core.errors import UnknownNameError
+from signalcast.core.errors import ConfigError, UnknownNameError
 from signalcast.models import registry
 from signalcast.models.base import SignalModel
 from tests.conftest import write_config
@@ -39,6 +39,32 @@ def test_unknown_family_names_the_closest_one_and_the_known_ones():
     message = str(caught.value)
     assert "Did you mean 'xgboost'?" in message
     assert "lorentzian" in message and "random_forest" in message
+
+
+@pytest.mark.parametrize("family", sorted(registry.OPTIONAL_LIBRARIES))
+def test_a_family_whose_optional_library_is_missing_says_which_extra_to_install(
+        family, monkeypatch):
+    module, extra = registry.OPTIONAL_LIBRARIES[family]
+    monkeypatch.setitem(sys.modules, module, None)  # how Python marks a module as absent
+    with pytest.raises(registry.FamilyNotInstalledError) as caught:
+        registry.create(family)
+    message = str(caught.value)
+    assert f"pip install 'signalcast[{extra}]'" in message and "signalcast[all]" in message
+    assert repr(family) in message and repr(module) in message
+    assert isinstance(caught.value, ConfigError)
+
+
+def test_every_optional_library_is_an_extra_and_in_all():
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "dependencies"]
+    for module, extra in registry.OPTIONAL_LIBRARIES.values():
+        assert any(req.startswith(module) for req in extras[extra]), extra
+        assert any(req.startswith(module) for req in extras["all"]), module
+        assert not any(req.startswith(module) for req in dependencies), module
 
 
 def test_bad_parameters_name_the_family():

@@ -8,17 +8,22 @@ entry-point group::
     my_family = "my_package.module:MyModel"
 
 An unknown name gets "Unknown model family 'lgbm'. Did you mean 'lightgbm'? Known: ...".
+
+Families whose libraries are heavy are extras (``pip install 'signalcast[xgboost]'``, or
+``signalcast[all]`` for every family): choosing one whose library is absent raises
+:class:`FamilyNotInstalledError` saying which extra to install.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from signalcast.core.errors import UnknownNameError
+from signalcast.core.errors import ConfigError, UnknownNameError
 from signalcast.models.base import SignalModel
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,32 @@ BUILTIN: dict[str, str] = {
     "weighted_ensemble": "signalcast.ensemble.weighted:WeightedEnsemble",
     "stacking_ensemble": "signalcast.ensemble.stacking:StackingEnsemble",
 }
+
+# Built-in families whose library is an extra: family -> (module it imports, extra that brings it)
+OPTIONAL_LIBRARIES: dict[str, tuple[str, str]] = {
+    "xgboost": ("xgboost", "xgboost"),
+    "river": ("river", "river"),
+}
+
+
+class FamilyNotInstalledError(ConfigError):
+    """A configured model family whose library is not installed in this environment."""
+
+    def __init__(self, family: str, module: str, extra: str):
+        self.family, self.module, self.extra = family, module, extra
+        super().__init__(
+            f"model family {family!r} needs the {module!r} library, which is not installed "
+            f"here. Install it with: pip install 'signalcast[{extra}]' (or 'signalcast[all]' "
+            f"for every family), or choose another family in models.champion / routing")
+
+
+def require_library(family: str) -> None:
+    """Raise :class:`FamilyNotInstalledError` when ``family`` is a built-in whose optional
+    library is missing (checked without importing it)."""
+    if family in OPTIONAL_LIBRARIES:
+        module, extra = OPTIONAL_LIBRARIES[family]
+        if importlib.util.find_spec(module) is None:
+            raise FamilyNotInstalledError(family, module, extra)
 
 
 @cache
@@ -70,6 +101,7 @@ def family_class(name: str) -> type[SignalModel]:
     known = families()
     if name not in known:
         raise UnknownNameError("model family", name, known)
+    require_library(name)
     module_name, _, attr = known[name].partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
     if not (isinstance(cls, type) and issubclass(cls, SignalModel)):
