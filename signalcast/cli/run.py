@@ -143,6 +143,9 @@ def ingest(
     = None,
     repair: Annotated[bool, typer.Option(help="repair what can be repaired, with a log")]
     = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="let --file change stored candles whose values differ (refused otherwise, with "
+             "the count and the first one)")] = False,
     backfill: Annotated[int | None, typer.Option(
         "--backfill", min=1, metavar="DAYS",
         help="also fetch the last DAYS of history from the configured source (resumes where "
@@ -171,9 +174,11 @@ def ingest(
         if asset is None:
             raise typer.BadParameter("--file needs --asset (which asset the file holds)")
         cfg = settings.asset(asset)
-        candles = load_candles(file, timeframe=cfg.timeframe, repair=repair)
+        candles = load_candles(file, timeframe=cfg.timeframe, repair=repair,
+                               calendar=cfg.calendar)
         with session_scope(engine) as session:
-            stored = store_candles(session, cfg.symbol, cfg.timeframe, candles, now)
+            stored = store_candles(session, cfg.symbol, cfg.timeframe, candles, now,
+                                   overwrite=overwrite)
         console.print(f"{cfg.symbol}: {stored} closed candles stored from {file} "
                       f"({candles.index[0]:%Y-%m-%d %H:%M} .. {candles.index[-1]:%Y-%m-%d %H:%M})")
         return

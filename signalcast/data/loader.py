@@ -54,12 +54,14 @@ Where = Callable[[int], str]  # 0-based data row -> "line 7" / "row 6"
 
 
 def load_candles(
-    path: str | Path, *, timeframe: str | None = None, repair: bool = False
+    path: str | Path, *, timeframe: str | None = None, repair: bool = False,
+    calendar: str = "24/7",
 ) -> pd.DataFrame:
     """Read a candle file and return a validated contract frame.
 
     ``timeframe`` (e.g. ``"1h"``) enables the spacing check (gaps are logged, off-grid times are
-    an error); ``repair`` lets validation fix what it safely can (see ``validate_candles``).
+    an error); ``repair`` lets validation fix what it safely can (see ``validate_candles``);
+    ``calendar`` (``24/7``, ``fx``, ``equity``) keeps closed-market hours out of the gaps.
     """
     path = Path(path)
     name = path.name
@@ -91,7 +93,8 @@ def load_candles(
         else:
             logger.warning("%s: no volume column; volume set to 0", name)
             frame[field] = 0.0
-    candles, report = validate_candles(frame, timeframe=timeframe, repair=repair, source=name)
+    candles, report = validate_candles(frame, timeframe=timeframe, repair=repair,
+                                       source=name, calendar=calendar)
     logger.info("%s", report.summary())
     return candles
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from signalcast.core.errors import DataError
 from signalcast.core.timeframes import timeframe_to_timedelta
+from signalcast.data.calendars import expected_slots
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class ValidationReport:
     missing_rows_dropped: int = 0
     volume_filled: int = 0
     ohlc_widened: int = 0
+    off_grid_snapped: int = 0
+    off_grid_dropped: int = 0
     gaps: list[Gap] = field(default_factory=list)
 
     @property
@@ -63,7 +66,8 @@ class ValidationReport:
     def repaired(self) -> bool:
         return bool(
             self.duplicates_dropped or self.sorted_rows or self.missing_rows_dropped
-            or self.volume_filled or self.ohlc_widened
+            or self.volume_filled or self.ohlc_widened or self.off_grid_snapped
+            or self.off_grid_dropped
         )
 
     def summary(self) -> str:
@@ -85,6 +89,10 @@ class ValidationReport:
         if self.ohlc_widened:
             widened = _plural(self.ohlc_widened, "row")
             notes.append(f"high/low widened to include open/close in {widened}")
+        if self.off_grid_snapped:
+            notes.append(f"{_plural(self.off_grid_snapped, 'candle')} snapped onto the grid")
+        if self.off_grid_dropped:
+            notes.append(f"{_plural(self.off_grid_dropped, 'off-grid candle')} dropped")
         if self.gaps:
             notes.append(
                 f"{_plural(len(self.gaps), 'gap')} "
@@ -152,6 +160,7 @@ def validate_candles(
     timeframe: str | None = None,
     repair: bool = False,
     source: str = "candles",
+    calendar: str = "24/7",
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate (and with ``repair`` fix) a candle frame; return the clean frame and a report.
 
@@ -159,9 +168,11 @@ def validate_candles(
     missing volume becomes 0), duplicated timestamps (identical copies dropped by repair,
     conflicting ones are always an error), order (repair sorts), non-positive prices (error),
     high/low inconsistent with open/close (repair widens them), negative volume (error), and,
-    when ``timeframe`` is given, spacing: gaps are reported, spacing that is not a whole number
-    of candles is an error (wrong timeframe?). Problems that are not repaired are gathered into
-    one :class:`DataError` listing each with its first timestamps.
+    when ``timeframe`` is given, the grid: open times off the epoch-aligned grid are an error
+    (repair snaps a uniformly shifted series or drops a few off-grid rows), spacing that is not
+    a whole number of candles is an error (wrong timeframe?), and gaps are reported, counting
+    only slots in which the market of ``calendar`` (:mod:`signalcast.data.calendars`) trades.
+    Unrepaired problems are gathered into one :class:`DataError`, each with its first times.
     """
     report = ValidationReport(source=source, rows_in=len(df))
     out = _structure(df, source, report)
@@ -176,7 +187,7 @@ def validate_candles(
     out = _check_ohlc(out, positive, repair, source, report, problems)
     _check_volume(out, problems)
     if timeframe is not None and not problems:
-        _check_spacing(out, timeframe, source, report, problems)
+        out = _check_spacing(out, timeframe, calendar, repair, source, report, problems)
 
     if problems:
         listed = "\n".join(f"  - {problem}" for problem in problems)
@@ -329,28 +340,60 @@ def _check_volume(out: pd.DataFrame, problems: list[str]) -> None:
 
 
 def _check_spacing(
-    out: pd.DataFrame, timeframe: str, source: str, report: ValidationReport,
-    problems: list[str],
-) -> None:
-    """Gaps go to the report (and a warning); off-grid spacing is an error."""
-    if len(out) < 2:
-        return
+    out: pd.DataFrame, timeframe: str, calendar: str, repair: bool, source: str,
+    report: ValidationReport, problems: list[str],
+) -> pd.DataFrame:
+    """Open times must sit on the timeframe's epoch-aligned grid (00:00, 01:00, ... for 1h;
+    midnight UTC for 1d) and be whole candles apart. Repair snaps a series shifted by one
+    constant offset onto the grid, or drops the off-grid rows of a series that is mostly on it
+    (logged, counted). Gaps go to the report (and a warning), counting only the slots the
+    asset's ``calendar`` expects: a closed market is not a gap."""
+    if not len(out):
+        return out
     step = pd.Timedelta(timeframe_to_timedelta(timeframe))
+    offsets = (out.index - pd.Timestamp(0, tz="UTC")) % step
+    off = np.asarray(offsets != pd.Timedelta(0))
+    if off.any() and repair:
+        if off.all() and (offsets == offsets[0]).all():
+            logger.warning("%s: moved %d candles by -%s onto the %s grid (their times were all "
+                           "%s past it)", source, len(out), offsets[0], timeframe, offsets[0])
+            report.off_grid_snapped = len(out)
+            out = out.set_axis((out.index - offsets[0]).as_unit(out.index.unit).rename("time"))
+            off = np.zeros(len(out), dtype=bool)
+        elif off.sum() * 2 < len(out):
+            logger.warning("%s: dropped %d candles off the %s grid: %s", source, off.sum(),
+                           timeframe, _times(out.index, off))
+            report.off_grid_dropped = int(off.sum())
+            out = out[~off]
+            off = np.zeros(len(out), dtype=bool)
+    if off.any():
+        problems.append(
+            f"{_plural(int(off.sum()), 'candle')} not on the {timeframe} grid "
+            f"({_times(out.index, off)}): open times must be whole {timeframe} steps from "
+            f"00:00 UTC, e.g. {_fmt(out.index[0].floor(step))}. Times in a local timezone or "
+            "marking the candle close? Fix the times, or pass repair=True (CLI: --repair) to "
+            "snap a uniformly shifted series onto the grid or drop the few off-grid rows."
+        )
     deltas = out.index[1:] - out.index[:-1]
-    off_grid = (deltas % step) != pd.Timedelta(0)
-    if off_grid.any():
-        first = int(np.argmax(off_grid))
+    uneven = (deltas % step) != pd.Timedelta(0)
+    if uneven.any():
+        first = int(np.argmax(uneven))
         problems.append(
             f"candles {_fmt(out.index[first])} and {_fmt(out.index[first + 1])} are "
             f"{deltas[first]} apart, not a whole number of {timeframe} candles "
-            f"({_plural(int(off_grid.sum()), 'place')}). Is the timeframe right?"
+            f"({_plural(int(uneven.sum()), 'place')}). Is the timeframe right?"
         )
-        return
+    if problems:
+        return out
     for i in np.flatnonzero(deltas > step):
-        report.gaps.append(Gap(out.index[i], out.index[i + 1], int(deltas[i] // step) - 1))
+        slots = pd.date_range(out.index[i] + step, out.index[i + 1] - step, freq=step)
+        missing = int(expected_slots(slots, calendar, step).sum())
+        if missing:
+            report.gaps.append(Gap(out.index[i], out.index[i + 1], missing))
     if report.gaps:
         first = report.gaps[0]
         logger.warning(
             "%s: %d gaps, %d missing %s candles (first after %s); they are not filled in",
             source, len(report.gaps), report.missing_candles, timeframe, _fmt(first.after),
         )
+    return out

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session, col, select
 
+from signalcast.core.errors import DataError
 from signalcast.core.timeframes import timeframe_to_timedelta, utc
 from signalcast.db.tables import Candle
 from signalcast.db.upsert import upsert
@@ -23,13 +24,37 @@ def closed_only(candles: pd.DataFrame, timeframe: str, now: datetime) -> pd.Data
     return candles[candles.index + step <= pd.Timestamp(utc(now))]
 
 
+def changed_candles(session: Session, asset: str, timeframe: str,
+                    candles: pd.DataFrame) -> pd.DataFrame:
+    """The stored candles whose OHLCV ``candles`` would change (same open time, other values),
+    as a frame of the stored values with the new ones in ``new_<column>`` columns."""
+    if not len(candles):
+        return pd.DataFrame(columns=OHLCV)
+    stored = read_candles(session, asset, timeframe, start=candles.index[0].to_pydatetime(),
+                          end=candles.index[-1].to_pydatetime())
+    both = stored.join(candles[OHLCV].add_prefix("new_"), how="inner")
+    old, new = both[OHLCV].to_numpy(float), both[[f"new_{k}" for k in OHLCV]].to_numpy(float)
+    same = np.isclose(old, new, rtol=1e-9, atol=1e-12).all(axis=1)
+    return both[~same]
+
+
 def store_candles(session: Session, asset: str, timeframe: str, candles: pd.DataFrame,
-                  now: datetime) -> int:
+                  now: datetime, *, overwrite: bool = False) -> int:
     """Upsert the closed candles of ``candles`` (a validated candle frame). Returns the count of
-    rows written; the forming candle, if present, is left out and logged."""
+    rows written; the forming candle, if present, is left out and logged.
+
+    Stored history never changes silently: when a stored candle would get other OHLCV values,
+    nothing is written and :class:`DataError` says how many would change and the first one,
+    unless ``overwrite`` (CLI ``ingest --overwrite``) is given; then the count is logged."""
     closed = closed_only(candles, timeframe, now)
     if len(closed) < len(candles):
         log.debug("%s: %d forming candle(s) not stored", asset, len(candles) - len(closed))
+    changed = changed_candles(session, asset, timeframe, closed)
+    if len(changed) and not overwrite:
+        raise DataError(_changed_message(asset, timeframe, changed))
+    if len(changed):
+        log.warning("%s %s: overwriting %d stored candle(s) with new values (first %s)",
+                    asset, timeframe, len(changed), f"{changed.index[0]:%Y-%m-%d %H:%M}")
     rows = [
         {"asset": asset, "timeframe": timeframe, "time": t.to_pydatetime(),
          "open": o, "high": h, "low": lo, "close": c, "volume": v}
@@ -37,6 +62,22 @@ def store_candles(session: Session, asset: str, timeframe: str, candles: pd.Data
                                      strict=True)
     ]
     return upsert(session, Candle, rows, keys=["asset", "timeframe", "time"], update=OHLCV)
+
+
+def _changed_message(asset: str, timeframe: str, changed: pd.DataFrame) -> str:
+    first = changed.iloc[0]
+
+    def values(prefix: str) -> str:
+        return " ".join(f"{k[0]}={first[prefix + k]:g}" for k in OHLCV)
+
+    return (
+        f"{asset} {timeframe}: {len(changed)} stored candle(s) would change, first "
+        f"{changed.index[0]:%Y-%m-%d %H:%M} UTC (stored {values('')}, new {values('new_')}); "
+        "nothing was written. Stored history is not changed silently. If the file's times are "
+        "in a local timezone, give them an offset (e.g. 2024-01-31T09:00-05:00); if the new "
+        "values are right, store them with `signalcast ingest --file FILE --asset "
+        f"{asset} --overwrite`."
+    )
 
 
 def read_candles(session: Session, asset: str, timeframe: str, *,

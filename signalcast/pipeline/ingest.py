@@ -17,7 +17,9 @@ The exchange path, per asset and call:
    ``cutoff``), never a candle already stored (nothing stored is overwritten). Each page is
    committed at once, so an interrupted backfill resumes from the newest stored candle, and no
    transaction stays open while the exchange is called (SQLite has one writer).
-3. **Gaps**: slots still missing inside the range are asked for once more; what is still missing
+3. **Gaps**: slots in which the asset's market is closed (``assets[].calendar``,
+   :mod:`signalcast.data.calendars`) are never wanted; slots still missing inside the range
+   are asked for once more; what is still missing
    is recorded in ``candle_gaps`` and reported. Missing slots before the exchange's first candle
    are its history start, not a gap. The newest closed candle itself is asked again with
    backoff (exchanges publish it a moment late); if it does not come, everything else stays
@@ -42,6 +44,7 @@ from signalcast.config import AssetConfig, Settings
 from signalcast.core.errors import TemporaryError
 from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
 from signalcast.data import SyntheticMarket
+from signalcast.data.calendars import expected_slots
 from signalcast.data.market_cache import shared_market
 from signalcast.db.candles import last_candle_time, store_candles
 from signalcast.db.tables import Candle, CandleGap
@@ -163,7 +166,8 @@ class _ExchangeIngest:
             scan_start = max(window_start, first_stored)
         recorded = open_gap_rows(self.session, asset, self.tf)
         skip = [] if explicit else [(g.first_missing, g.last_missing) for g in recorded]
-        holes = _missing_ranges(self.session, asset, self.tf, scan_start, cutoff, skip)
+        holes = _missing_ranges(self.session, asset, self.tf, scan_start, cutoff, skip,
+                                calendar=self.cfg.calendar)
         self.session.commit()  # no transaction stays open while the exchange is called
         self.wanted = sum(slots(a, b, self.tf) for a, b in holes)
         self._report()
@@ -352,13 +356,15 @@ def _runs(grid: np.ndarray, mask: np.ndarray) -> list[Range]:
 
 
 def _missing_ranges(session: Session, asset: str, timeframe: str, first: datetime,
-                    last: datetime, skip: list[Range]) -> list[Range]:
-    """Ranges of candle slots in [first, last] with no stored candle, leaving out ``skip``."""
+                    last: datetime, skip: list[Range], *,
+                    calendar: str = "24/7") -> list[Range]:
+    """Ranges of candle slots in [first, last] with no stored candle, leaving out ``skip`` and
+    the slots in which the market of ``calendar`` is closed (never fetched, never a gap)."""
     if last < first:
         return []
     step = timeframe_to_timedelta(timeframe)
     grid = _grid(first, last, step)
-    skipped = np.zeros(len(grid), dtype=bool)
+    skipped = ~expected_slots(pd.DatetimeIndex(grid, tz="UTC"), calendar, pd.Timedelta(step))
     for a, b in skip:
         skipped |= (grid >= pd.Timestamp(a).value) & (grid <= pd.Timestamp(b).value)
     # The usual case: no hole up to the newest stored candle, then the new candles. Two
