@@ -31,11 +31,12 @@ from signalcast.db.tables import (
 from signalcast.notifier.format import format_alert
 from signalcast.pipeline.resolve import resolve_outcomes
 from signalcast.scheduler.jobs import daily_summary, system_check
-from tests.conftest import seed_history, write_config
+from tests.conftest import SMALL_CONFIG, seed_history, write_config
 from tests.fakes.broker import forget_broker, use_broker
 from tests.fakes.telegram_server import DEFAULT_TOKEN
 
 CHAT = "101"
+WITHOUT_SKILL_GATE = {**SMALL_CONFIG["models"], "alert_without_skill": ["*"]}
 T0 = datetime(2024, 3, 1, 12, tzinfo=UTC)
 
 
@@ -50,7 +51,9 @@ def rules(tmp_path: Path, sqlite_url: str):
     """``rules(**alerts_config)`` -> (engine, settings): one Telegram chat, no console."""
 
     def make(db_url: str = sqlite_url, broker_url: str | None = None, **alerts: Any):
-        config = write_config(tmp_path / "rules.yaml", {"alerts": {"console": False, **alerts}})
+        # these tests are about delivery rules, not skill: the admin override lets signals out
+        config = write_config(tmp_path / "rules.yaml", {"alerts": {"console": False, **alerts},
+                                                        "models": WITHOUT_SKILL_GATE})
         settings = load_settings(config, database_url=db_url, broker_url=broker_url,
                                  telegram_token=DEFAULT_TOKEN, telegram_chat_ids=CHAT)
         return init_db(db_url), settings

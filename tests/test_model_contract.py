@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 from signalcast.data.synthetic import SyntheticMarket
 from signalcast.features import (
     DOWN,
+    EXPIRED,
     FEATURE_SET,
     MAX_LOOKBACK,
     UP,
@@ -36,7 +37,9 @@ from signalcast.models.artifact import (
     sign,
 )
 from signalcast.models.base import NotFittedError, SignalModel
-from signalcast.models.calibration import SigmoidCalibrator
+from signalcast.models.calibration import MonotoneCalibrator, SigmoidCalibrator
+from signalcast.models.three_outcome import TouchDirectionModel
+from signalcast.routing.router import model_output
 
 # Every registered family with its defaults, plus River's other variants.
 CASES: list[tuple[str, dict]] = [(name, {}) for name in sorted(registry.families())]
@@ -45,7 +48,8 @@ CASES += [("river", {"variant": "arf", "n_models": 3}), ("river", {"variant": "h
 CASES += [("weighted_ensemble", {"members": ["lightgbm", "xgboost"], "weights": [0.8, 0.2]})]
 
 CHECKS = ("not_fitted", "no_mutation", "bytes_round_trip", "same_seed", "unit_interval",
-          "tiniest_input", "pickle_free", "artifact_round_trip", "one_row", "planted_signal")
+          "tiniest_input", "pickle_free", "artifact_round_trip", "one_row", "planted_signal",
+          "three_outcome")
 
 # (family, check) -> why that family cannot pass that check. Nothing else is skipped.
 SKIPS: dict[tuple[str, str], str] = {
@@ -289,3 +293,50 @@ def test_random_forest_fast_path_gives_sklearns_probabilities():
     X, _, _ = market_rows()
     model = fitted("random_forest", {})
     np.testing.assert_array_equal(model.predict_proba(X), model.forest_.predict_proba(X)[:, 1])
+
+
+@cache
+def market_outcomes(n_candles: int = 900, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Feature rows with three-outcome labels (UP / DOWN / EXPIRED: 1.5% within 12 h)."""
+    candles = SyntheticMarket(["BTC/USDT"], seed=seed).generate(MAX_LOOKBACK + n_candles)
+    candles = candles["BTC/USDT"]
+    features = compute_features(candles).to_numpy()[MAX_LOOKBACK:]
+    labels = first_touch_labels(candles, 0.015, 12)["label"].to_numpy()[MAX_LOOKBACK:]
+    keep = np.isin(labels, (UP, DOWN, EXPIRED)) & np.isfinite(features).all(axis=1)
+    return features[keep], labels[keep]
+
+
+@pytest.mark.parametrize(("family", "params"), cases("three_outcome"))
+def test_three_outcome_forecast_is_a_distribution_that_survives_its_artifact(family, params,
+                                                                             monkeypatch):
+    """Touch x direction through the binary contract: [p_up, p_down, p_none] per row, each in
+    [0, 1], summing to 1; the signed artifact (both models, both calibrators) loads to the same
+    forecast, pickle-free where the family is, and the served output states it."""
+    X, labels = market_outcomes()
+    names = feature_names()
+    assert (labels == EXPIRED).sum() >= 30 and (labels == UP).any() and (labels == DOWN).any()
+    model = TouchDirectionModel(family, {"seed": 3, **params}).fit(X, labels, names)
+    touched = labels != EXPIRED
+    p_touch, p_dir = model.predict_components(X)
+    served = ServedModel(model.direction_, MonotoneCalibrator.fit(p_dir[touched],
+                                                                  labels[touched] == UP),
+                         FEATURE_SET, names, touch_model=model.touch_,
+                         touch_rate=model.touch_rate_,
+                         touch_calibrator=MonotoneCalibrator.fit(p_touch, touched))
+    probs = served.predict3(X)
+    assert probs.shape == (len(X), 3) and np.isfinite(probs).all()
+    assert ((probs >= 0) & (probs <= 1)).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    row, keys = ArtifactIdentity(family, "BTC/USDT", "1_5pct_12", 1), ArtifactKeys(b"k" * 32)
+    blob = served.to_bytes()
+    if (family, "pickle_free") not in SKIPS:
+        def refuse(*_args, **_kwargs):
+            raise AssertionError(f"{family} used pickle to load its three-outcome artifact")
+
+        for name in ("loads", "load", "Unpickler"):
+            monkeypatch.setattr(pickle, name, refuse)
+    loaded = load_artifact(blob, sha256(blob), mac=sign(blob, row, keys), identity=row,
+                           keys=keys, feature_set=FEATURE_SET, features=names)
+    np.testing.assert_allclose(loaded.predict3(X), probs, rtol=0, atol=1e-12)
+    out = model_output(loaded, X[:1])
+    assert out.p_up == pytest.approx(probs[0, 0]) and out.down == pytest.approx(probs[0, 1])

@@ -40,7 +40,7 @@ from signalcast.models.calibration import SigmoidCalibrator
 from signalcast.pipeline.predict import predict_asset
 from signalcast.routing.breaker import CLOSED, HALF_OPEN, OPEN, Breakers, state_at
 from signalcast.routing.overrides import clear_override, set_override
-from tests.conftest import seed_history, write_config
+from tests.conftest import SMALL_CONFIG, seed_history, write_config
 
 BTC, T1, T2 = "BTC/USDT", "1pct_24", "2pct_48"
 
@@ -155,8 +155,10 @@ def engine_keys(engine):
 def make_env(db_url: str, tmp_path: Path, routing: dict | None = None, days: int = 9,
              **overrides):
     """(engine, settings, now) on the small config plus ``routing``; ``days`` of candles."""
+    # routing tests are about who serves, not skill: the admin override lets signals out
     config = {"routing": routing or {},
-              "alerts": {"console_kinds": ["signal", "outcome", "model"]}, **overrides}
+              "alerts": {"console_kinds": ["signal", "outcome", "model"]},
+              "models": {**SMALL_CONFIG["models"], "alert_without_skill": ["*"]}, **overrides}
     settings = load_settings(write_config(tmp_path / "routing.yaml", config),
                              database_url=db_url, broker_url=None, telegram_token=None)
     engine = init_db(db_url)

@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from signalcast.alerts.drain import drain_outbox
+from signalcast.config import Settings
 from signalcast.core.errors import DataError, UnknownNameError
 from signalcast.core.timeframes import last_closed_open_time
 from signalcast.db.engine import session_scope
@@ -42,6 +43,13 @@ def test_purged_split_leaves_a_gap_of_the_horizon_before_calibration():
     # a train row's label looks at candles pos+1 .. pos+H: all before the calibration fold
     assert positions[train].max() + 48 < positions[cal].min()
     assert not (train & cal).any()
+
+
+def without_skill_gate(settings: Settings) -> Settings:
+    """``settings`` with the admin override that lets every target alert without skill."""
+    models = settings.file.models.model_copy(update={"alert_without_skill": ["*"]})
+    return Settings(settings.file.model_copy(update={"models": models}), settings.env,
+                    settings.source)
 
 
 def test_training_twice_on_the_same_data_returns_the_same_version(engine_and_settings):
@@ -98,6 +106,7 @@ def test_unknown_family_asset_and_target_name_the_known_ones(engine_and_settings
 
 def test_predict_twice_writes_one_prediction_and_one_alert_per_chat(engine_and_settings):
     engine, settings = engine_and_settings
+    settings = without_skill_gate(settings)  # about idempotency, not skill
     now = seed_history(engine, settings)
     train_all(engine, settings, now)
     candle = last_closed_open_time(now, "1h")
@@ -113,8 +122,9 @@ def test_predict_twice_writes_one_prediction_and_one_alert_per_chat(engine_and_s
     assert len(preds) == len(settings.targets)
     assert all(0.0 <= p.prob_up <= 1.0 and p.candle_time == candle for p in preds)
     # an alert exists exactly for the predictions that crossed their threshold
+    # (P(down first) is stored unconditionally since three outcomes; it was 1 - P(up) before)
     crossing = {p.target for p in preds
-                if max(p.prob_up, 1 - p.prob_up) >= settings.target(p.target).alert_threshold}
+                if max(p.prob_up, p.prob_down) >= settings.target(p.target).alert_threshold}
     assert {a.target for a in alerts} == crossing
     assert results[0].alerts == len(crossing)
 
@@ -166,9 +176,8 @@ class RecordingTransport:
 
 def _outbox_row(**overrides):
     row = {"chat_id": "console", "asset": "BTC/USDT", "target": "1pct_24",
-           "candle_time": last_closed_open_time(
-               __import__("datetime").datetime(2024, 1, 1, 5, tzinfo=__import__(
-                   "datetime").UTC), "1h"),
+           "candle_time": last_closed_open_time(  # a recent candle: within a signal's age
+               __import__("datetime").datetime.now(__import__("datetime").UTC), "1h"),
            "kind": "signal", "payload": {"asset": "BTC/USDT", "note": "x"}}
     return {**row, **overrides}
 

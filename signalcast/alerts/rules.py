@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from signalcast.alerts.gate import GateState, signal_gate
 from signalcast.config import Settings, TargetConfig
 from signalcast.core.timeframes import timeframe_to_timedelta, utc
 from signalcast.core.versions import label
@@ -114,30 +115,44 @@ def confidence_band(probability: float, threshold: float, margin: float) -> str:
 
 
 def signal_payload(asset: str, timeframe: str, target: TargetConfig, version: ModelVersion,
-                   candle_time: datetime, price: float, p_up: float) -> dict | None:
-    """The alert for this probability, or None when neither direction reaches the threshold."""
-    direction, prob = ("UP", p_up) if p_up >= 0.5 else ("DOWN", 1.0 - p_up)
+                   candle_time: datetime, price: float, p_up: float,
+                   p_down: float | None = None) -> dict | None:
+    """The alert for these unconditional probabilities (``p_up``: the up level is touched first
+    within the horizon, ``p_down``: the down level is; None: ``1 - p_up``), or None when
+    neither direction reaches the threshold. The alert states its direction's unconditional
+    chance, so an outcome where neither level is touched is a miss."""
+    p_down = 1.0 - p_up if p_down is None else p_down
+    direction, prob = ("UP", p_up) if p_up >= p_down else ("DOWN", p_down)
     if prob < target.alert_threshold:
         return None
     return {
         "asset": asset, "target": target.key, "pct": target.pct, "horizon": target.horizon,
         "timeframe": timeframe, "direction": direction, "probability": round(prob, 4),
         "threshold": target.alert_threshold, "model": label(version),
+        "model_version_id": getattr(version, "id", None),
+        "p_up": round(p_up, 4), "p_down": round(p_down, 4),
         "candle_time": candle_time.isoformat(), "price": price,
         "up_level": price * (1 + target.pct), "down_level": price * (1 - target.pct),
         "fallback": None, "conflict": False,
     }
 
 
-def queue_signal_alerts(session: Session, settings: Settings, payload: dict) -> int:
+def queue_signal_alerts(session: Session, settings: Settings, payload: dict, *,
+                        gate: GateState | None = None) -> int:
     """Queue a signal, with its confidence band, for every receiving chat for which it is not a
     repeat; returns how many rows were new (0 when this prediction was queued before).
+
+    Nothing is queued while the serving model's skill is not shown (:mod:`.gate`: the stored
+    walk-forward gate and the live check; ``gate`` when the caller already asked it).
 
     A repeat is the same direction and band as the last signal alerted to that chat for this
     (asset, target), within that signal's horizon (``alerts.debounce``). The last alerted
     signal is stored per (chat, asset, target) in the same transaction.
     """
     asset, target = payload["asset"], payload["target"]
+    gate = gate or signal_gate(session, settings, asset, target, payload.get("model_version_id"))
+    if not gate.open:
+        return 0
     candle_time = utc(datetime.fromisoformat(payload["candle_time"]))
     band = confidence_band(payload["probability"], payload["threshold"],
                            settings.alerts.high_band_margin)
@@ -180,10 +195,17 @@ def signal_window(payload: Mapping[str, Any]) -> timedelta:
 
 
 def outcome_result(direction: str, label: int) -> str:
-    """``hit`` (the signalled level was touched first), ``miss`` or ``expired``."""
+    """``hit`` (the signalled level was touched first), ``miss`` (the other one was) or
+    ``expired`` (neither within the horizon). The alert stated an unconditional chance, so an
+    expired outcome counts as a miss (:func:`is_hit`; the outcome alert says so)."""
     if label not in (UP, DOWN):
         return "expired"
     return "hit" if (label == UP) == (direction.upper() == "UP") else "miss"
+
+
+def is_hit(result: str) -> bool:
+    """Only ``hit`` is a hit: ``miss`` and ``expired`` are both misses of the stated chance."""
+    return result == "hit"
 
 
 def queue_outcome_alerts(session: Session, settings: Settings,

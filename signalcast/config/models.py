@@ -1,5 +1,6 @@
-"""The ``models`` section (which family is champion, per-family parameters) and the
-``training`` section (how much history a model is fitted and calibrated on)."""
+"""The ``models`` section (which family serves, chosen by evidence or fixed; the candidates;
+per-family parameters; the skill gate's override) and the ``training`` section (how much history
+a model is fitted on and how it is evaluated walk-forward)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,34 @@ from pydantic import Field
 
 from signalcast.config.base import Section
 
+AUTO = "auto"
+
 
 class ModelsConfig(Section):
-    champion: str = "lightgbm"
+    """``champion: auto`` (default): each training of an (asset, target) evaluates every family
+    of ``candidates`` walk-forward on the same purged folds and the one with the highest Brier
+    skill against the causal base rate serves; a family name fixes it instead. ``candidates``
+    empty: the built-in single families. ``alert_without_skill``: target keys (or ``"*"``) whose
+    signal alerts go out even while their champion's skill is not shown (an admin override;
+    predictions are recorded either way)."""
+
+    champion: str = AUTO
+    candidates: list[str] = Field(default_factory=list)
     keep_versions: int = Field(default=5, ge=1)
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    alert_without_skill: list[str] = Field(default_factory=list)
 
 
 class TrainingConfig(Section):
+    """``history_candles`` per training; at least ``min_rows`` resolved rows. The model is
+    evaluated on ``folds`` walk-forward folds (purge and embargo = the target's horizon; the
+    first fold warms up the forward calibration and is not scored), its calibration is fitted on
+    their pooled out-of-fold predictions, and the skill test uses ``bootstrap`` block-bootstrap
+    replicates (blocks of one horizon). ``calibration_fraction`` is the share of each fold's
+    training window its calibration rows take."""
+
     history_candles: int = Field(default=8760, ge=100)
     min_rows: int = Field(default=500, ge=50)
     calibration_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    folds: int = Field(default=6, ge=3, le=20)
+    bootstrap: int = Field(default=1000, ge=100, le=20000)

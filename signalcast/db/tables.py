@@ -105,10 +105,12 @@ class Prediction(SQLModel, table=True):
     target: str = Field(max_length=40)
     model_version_id: int = Field(foreign_key="model_versions.id")
     candle_time: datetime = _time()
-    prob_up: float
+    prob_up: float  # unconditional P(up level touched first)
+    prob_down: float | None = None  # unconditional P(down first); None (old rows): 1 - prob_up
     served: bool = True  # False for shadow predictions (recorded, never alerted)
     role: str = Field(default="champion", max_length=16)
     fallback: str | None = Field(default=None, max_length=200)
+    alert_held: str | None = Field(default=None, max_length=200)  # why no alert (skill gate)
     created_at: datetime = _time(default_factory=utcnow)
 
 
@@ -169,13 +171,22 @@ class TaskRun(SQLModel, table=True):
 
 
 class ScheduledEnqueue(SQLModel, table=True):
-    """One row per (job, fire time): a scheduler tick is enqueued once, even after a restart."""
+    """One row per (job, fire time): a scheduler tick is enqueued once, even after a restart.
+
+    ``pending`` (committed before the publish), ``sent`` (published), then for ticks ``landed``
+    or ``expired`` (scheduler/reconcile.py); ``signature`` is what was published, so a pending
+    row can be published again; ``redos`` counts re-enqueues of lost work."""
 
     __tablename__ = "scheduled_enqueues"
     job: str = Field(primary_key=True, max_length=80)
     fire_time: datetime = _time(primary_key=True)
     enqueued_at: datetime = _time(default_factory=utcnow)
     task_ids: list[str] = _json([])
+    status: str = Field(default="sent", max_length=16, index=True)
+    sent_at: datetime | None = _time(default=None, nullable=True)
+    deadline: datetime | None = _time(default=None, nullable=True)  # work after it is not done
+    redos: int = 0
+    signature: dict = _json()
 
 
 class CandleGap(SQLModel, table=True):

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from signalcast.evaluation.folds import FoldPlan, WalkForwardConfig, plan_folds
-from signalcast.features import compute_features, feature_names, first_touch_labels
-from signalcast.features.labels import DOWN, EXPIRED, UP
+from signalcast.features import feature_names
+from signalcast.features.dataset import OutcomeSet, build_outcome_set  # noqa: F401 (re-export)
+from signalcast.features.labels import EXPIRED, UP
 from signalcast.models.calibration import MonotoneCalibrator
 from signalcast.models.three_outcome import TouchDirectionModel, combine
 from signalcast.stats.skill import (
@@ -44,28 +44,6 @@ from signalcast.stats.skill import (
     onehot3,
     skill_test,
 )
-
-
-@dataclass(frozen=True)
-class OutcomeSet:
-    X: np.ndarray
-    labels: np.ndarray  # UP / DOWN / EXPIRED
-    positions: np.ndarray  # candle positions of the rows
-    times: np.ndarray
-
-    @property
-    def touched(self) -> np.ndarray:
-        return self.labels != EXPIRED
-
-
-def build_outcome_set(candles: pd.DataFrame, timeframe: str, pct: float,
-                      horizon: int) -> OutcomeSet:
-    """Feature rows with a resolved label, EXPIRED rows kept (PENDING and NaN rows dropped)."""
-    feats = compute_features(candles, timeframe)
-    labels = first_touch_labels(candles, pct, horizon)["label"].to_numpy()
-    usable = np.isin(labels, (UP, DOWN, EXPIRED)) & ~feats.isna().any(axis=1).to_numpy()
-    return OutcomeSet(feats.to_numpy()[usable], labels[usable].astype(np.int8),
-                      np.flatnonzero(usable), candles.index.to_numpy()[usable])
 
 
 @dataclass
@@ -129,6 +107,10 @@ def _auc(y, p) -> float | None:
     return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
 
 
+def _hit_rate(y, p) -> float | None:
+    return float(np.mean((np.asarray(p) >= 0.5) == (np.asarray(y) == 1))) if len(y) else None
+
+
 @dataclass
 class CandidateReport:
     family: str
@@ -148,6 +130,9 @@ class CandidateReport:
     p_dir_cal: np.ndarray = field(repr=False, default=None)
     p_dir_raw: np.ndarray = field(repr=False, default=None)
     probs3: np.ndarray | None = field(repr=False, default=None)
+    oof: FamilyOOF | None = field(repr=False, default=None)  # raw factors, every test row
+    hit_rate: float | None = None  # calibrated direction >= 0.5 agrees with the outcome
+    majority_rate: float | None = None  # "always the majority direction" on the same rows
 
     def summary(self) -> dict:
         return {"family": self.family, "n": self.n_direction, "auc_raw": self.auc_raw,
@@ -158,7 +143,8 @@ class CandidateReport:
                 "three": None if self.three is None else {
                     k: (v.to_dict() if isinstance(v, SkillTest) else v)
                     for k, v in self.three.items()},
-                "calibration_kinds": self.calibration_kinds, "seconds": self.seconds}
+                "calibration_kinds": self.calibration_kinds, "seconds": self.seconds,
+                "hit_rate": self.hit_rate, "majority_rate": self.majority_rate}
 
 
 @dataclass
@@ -170,6 +156,16 @@ class Selection:
     champion: str
     gate_open: bool
     gate_reason: str
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Every tested row (indices into the outcome set), in time order."""
+        return self.plan.test_rows
+
+    @property
+    def row_folds(self) -> np.ndarray:
+        """The fold index of each of :attr:`rows`."""
+        return np.concatenate([np.full(len(f.test), f.index) for f in self.plan.folds])
 
     def candidate(self, family: str) -> CandidateReport:
         return next(c for c in self.candidates if c.family == family)
@@ -261,7 +257,8 @@ def evaluate_candidates(data: OutcomeSet, horizon: int, families: Mapping[str, M
             skill_raw=1 - brier(yd, raw_d) / brier(yd, ref_dir),
             auc_null=auc_null(yd, cal_d, horizon, seed=seed), three=three,
             calibration_kinds=kinds, seconds=oof.seconds, p_dir_cal=cal_d, p_dir_raw=raw_d,
-            probs3=probs3))
+            probs3=probs3, oof=oof, hit_rate=_hit_rate(yd, cal_d),
+            majority_rate=float(max(yd.mean(), 1 - yd.mean())) if len(yd) else None))
     champion = select_champion(candidates)
     gate_open, reason = skill_gate(next(c for c in candidates if c.family == champion))
     return Selection(horizon, plan, np.flatnonzero(scored), candidates, champion, gate_open,

@@ -2,7 +2,9 @@
 evaluation and the ensembles' out-of-fold fits, so all three see the same rows.
 
 Rows are the candles whose features are complete and whose first-touch label resolved UP or
-DOWN; EXPIRED and PENDING rows are dropped. ``positions`` keeps each row's place in the candle
+DOWN; EXPIRED and PENDING rows are dropped (:func:`build_training_set`, the direction model's
+rows). :func:`build_outcome_set` keeps the EXPIRED rows too: the touch factor of the
+three-outcome forecast needs them. ``positions`` keeps each row's place in the candle
 history, which is what a purge must count in (labels look ``horizon`` candles ahead).
 """
 
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from signalcast.features.engineering import compute_features
-from signalcast.features.labels import DOWN, UP, first_touch_labels
+from signalcast.features.labels import DOWN, EXPIRED, UP, first_touch_labels
 
 
 class MoveTarget(Protocol):
@@ -41,6 +43,30 @@ def build_training_set(candles: pd.DataFrame, timeframe: str, target: MoveTarget
     positions = np.flatnonzero(usable)
     return TrainingSet(feats.to_numpy()[usable], (labels[usable] == UP).astype(np.int8),
                        candles.index.to_numpy()[usable], positions)
+
+
+@dataclass(frozen=True)
+class OutcomeSet:
+    """Resolved rows with their three-outcome labels (UP / DOWN / EXPIRED)."""
+
+    X: np.ndarray
+    labels: np.ndarray  # UP / DOWN / EXPIRED
+    positions: np.ndarray  # candle positions of the rows
+    times: np.ndarray
+
+    @property
+    def touched(self) -> np.ndarray:
+        return self.labels != EXPIRED
+
+
+def build_outcome_set(candles: pd.DataFrame, timeframe: str, pct: float,
+                      horizon: int) -> OutcomeSet:
+    """Feature rows with a resolved label, EXPIRED rows kept (PENDING and NaN rows dropped)."""
+    feats = compute_features(candles, timeframe)
+    labels = first_touch_labels(candles, pct, horizon)["label"].to_numpy()
+    usable = np.isin(labels, (UP, DOWN, EXPIRED)) & ~feats.isna().any(axis=1).to_numpy()
+    return OutcomeSet(feats.to_numpy()[usable], labels[usable].astype(np.int8),
+                      np.flatnonzero(usable), candles.index.to_numpy()[usable])
 
 
 def purged_split(positions: np.ndarray, calibration_fraction: float,

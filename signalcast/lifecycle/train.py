@@ -1,10 +1,14 @@
-"""Train one (asset, target, family): features -> labels -> purged split -> fit -> calibrate ->
-a new model version with its artifact, metrics and provenance.
+"""Train one (asset, target, family): features -> three-outcome labels -> walk-forward evidence
+-> fit -> calibrate -> a new model version with its artifact, metrics and provenance.
 
-Honest by construction: the model is fitted on the older rows, then a purge gap of ``horizon``
-candles (their labels would peek into the calibration fold), then the calibration fold on which
-the sigmoid calibrator is fitted and the metrics are measured. Running the same training twice on
-the same data returns the existing version instead of adding a copy (the data fingerprint).
+Honest by construction (:mod:`signalcast.lifecycle.evidence`): the family (``auto``: every
+candidate family, and the one with the best Brier skill against the causal base rate is kept)
+is evaluated on purged, embargoed walk-forward folds (purge = the target's horizon); its
+calibrators are fitted on the pooled out-of-fold predictions; the stored metrics are those
+held-out figures beside their benchmarks, with the skill gate that lets its alerts out. The
+served model is refitted on every row: P(touch) on all rows (expired ones included) times
+P(up first | touched). Running the same training twice on the same data returns the existing
+version instead of adding a copy (the data fingerprint).
 """
 
 from __future__ import annotations
@@ -16,24 +20,25 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
-from sklearn.metrics import brier_score_loss, roc_auc_score
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from signalcast.config import Settings, TargetConfig
+from signalcast.config.models import AUTO
 from signalcast.core.errors import DataError
 from signalcast.core.timeframes import last_closed_open_time, utc
 from signalcast.db.candles import read_candles
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelVersion
 from signalcast.features import FEATURE_SET, feature_names
-from signalcast.features.dataset import build_training_set, purged_split
+from signalcast.features.dataset import build_outcome_set
+from signalcast.features.labels import EXPIRED, UP
 from signalcast.lifecycle import admin as model_admin
+from signalcast.lifecycle import evidence
 from signalcast.models import registry
-from signalcast.models.artifact import ArtifactIdentity, ServedModel, sha256, sign
-from signalcast.models.calibration import SigmoidCalibrator
+from signalcast.models.artifact import ArtifactIdentity, sha256, sign
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -59,55 +64,55 @@ def _lib_versions(family: str) -> dict[str, str]:
 
 def train_model(engine: Engine, settings: Settings, asset: str, target_key: str, family: str,
                 *, now: datetime, progress: Progress | None = None) -> ModelVersion:
-    """Train and store a new version (or return the identical existing one).
+    """Train and store a new version (or return the identical existing one). ``family`` is a
+    family name or ``auto`` (select among ``models.candidates`` by walk-forward evidence).
 
     Reads in one short transaction, fits with no transaction open (a fit takes seconds and on
     SQLite a write transaction would block every other writer), and writes in another."""
     say = progress or (lambda _msg: None)
     asset_cfg, target = settings.asset(asset), settings.target(target_key)
-    params = settings.model_params(family)
-    registry.family_class(family)  # fail fast on an unknown family, before any work
+    names = evidence.candidate_families(settings) if family == AUTO else [family]
+    for name in names:  # fail fast on an unknown family, before any work
+        registry.family_class(name)
     keys = settings.artifact_keys  # and on a missing artifact key
+    request = {name: evidence.family_params(settings, name, target.horizon) for name in names}
+    request["training"] = {"folds": settings.training.folds,
+                           "bootstrap": settings.training.bootstrap,
+                           "calibration_fraction": settings.training.calibration_fraction}
 
     say("loading candles")
     end = last_closed_open_time(now, asset_cfg.timeframe)
     with session_scope(engine, readonly=True) as session:
         candles = read_candles(session, asset_cfg.symbol, asset_cfg.timeframe, end=end,
                                limit=settings.training.history_candles)
-        fingerprint = _fingerprint(candles, target, family, params)
+        fingerprint = _fingerprint(candles, target, family, request)
         existing = _find_existing(session, asset_cfg.symbol, target.key, family, fingerprint)
     if existing is not None:
         say(f"already trained as v{existing.version}")
         return existing
 
     say("computing features and labels")
-    data = build_training_set(candles, asset_cfg.timeframe, target)
-    train, cal = purged_split(data.positions, settings.training.calibration_fraction,
-                              target.horizon)
-    if train.sum() < settings.training.min_rows or cal.sum() < 50:
+    data = build_outcome_set(candles, asset_cfg.timeframe, target.pct, target.horizon)
+    touched = data.labels != EXPIRED
+    if len(data.labels) < settings.training.min_rows or touched.sum() < 50:
         raise DataError(
-            f"{asset_cfg.symbol} {target.key}: only {int(train.sum())} training rows and "
-            f"{int(cal.sum())} calibration rows with a resolved label (need "
-            f"{settings.training.min_rows} and 50); ingest more history"
-        )
-    if len(np.unique(data.y[train])) < 2:
+            f"{asset_cfg.symbol} {target.key}: only {len(data.labels)} rows with a resolved "
+            f"label ({int(touched.sum())} touching a level; need {settings.training.min_rows} "
+            "and 50); ingest more history")
+    if len(np.unique(data.labels[touched] == UP)) < 2:
         raise DataError(f"{asset_cfg.symbol} {target.key}: training labels are all one class")
 
-    say(f"fitting {family} on {int(train.sum())} rows")
-    model = registry.create(family, **params).fit_with_feature_names(
-        data.X[train], data.y[train], feature_names())
-    raw = model.predict_proba(data.X[cal])
-    calibrator = SigmoidCalibrator.fit(raw, data.y[cal])
-    served = ServedModel(model, calibrator, FEATURE_SET, feature_names())
-    calibrated = served.predict(data.X[cal])
-    y_cal = data.y[cal]
-    metrics = {
-        "n_train": int(train.sum()), "n_calibration": int(cal.sum()),
-        "base_rate_up": float(y_cal.mean()),
-        "auc": float(roc_auc_score(y_cal, raw)) if len(np.unique(y_cal)) == 2 else None,
-        "brier_raw": float(brier_score_loss(y_cal, raw)),
-        "brier": float(brier_score_loss(y_cal, calibrated)),
-    }
+    say(f"walk-forward evidence for {', '.join(names)} ({settings.training.folds} folds, "
+        f"purge {target.horizon})")
+    try:
+        found = evidence.gather(settings, data, target.horizon, family)
+    except ValueError as exc:  # too few usable folds
+        raise DataError(f"{asset_cfg.symbol} {target.key}: {exc}; ingest more history") from exc
+    chosen = found.family
+    params = request[chosen]
+    say(f"fitting {chosen} on {len(data.labels)} rows")
+    served = evidence.fit_served(found, data, params, target.horizon)
+    metrics = evidence.metrics(found, served, data)
     blob = served.to_bytes()
 
     say("storing the new version")
@@ -118,17 +123,18 @@ def train_model(engine: Engine, settings: Settings, asset: str, target_key: str,
                 return existing
             latest = session.exec(select(func.max(ModelVersion.version)).where(
                 ModelVersion.asset == asset_cfg.symbol, ModelVersion.target == target.key,
-                ModelVersion.family == family)).one()
+                ModelVersion.family == chosen)).one()
             row = ModelVersion(
-                asset=asset_cfg.symbol, target=target.key, family=family,
+                asset=asset_cfg.symbol, target=target.key, family=chosen,
                 version=(latest or 0) + 1, feature_set=FEATURE_SET, features=feature_names(),
-                params=model.get_params(), metrics=metrics, lib_versions=_lib_versions(family),
-                train_start=utc(data.times[train][0]), train_end=utc(data.times[cal][-1]),
-                n_rows=int(train.sum() + cal.sum()), data_fingerprint=fingerprint,
+                params=served.model.get_params(), metrics=metrics,
+                lib_versions=_lib_versions(chosen),
+                train_start=utc(data.times[0]), train_end=utc(data.times[-1]),
+                n_rows=int(len(data.labels)), data_fingerprint=fingerprint,
                 sha256=sha256(blob), artifact=blob,
             )
             row.artifact_mac = sign(blob, ArtifactIdentity.of(row), keys)
-            _assign_role(session, settings, row)
+            _assign_role(session, settings, row, requested=family)
             session.add(row)
             session.flush()
             if row.role == "champion":  # audited and announced in the same transaction
@@ -141,24 +147,34 @@ def train_model(engine: Engine, settings: Settings, asset: str, target_key: str,
             raise
         return existing
     auc = "n/a" if metrics["auc"] is None else f"{metrics['auc']:.3f}"
-    say(f"done: v{row.version} AUC {auc} Brier {metrics['brier']:.3f}")
-    log.info("trained %s %s %s v%d (AUC %s)", asset_cfg.symbol, target.key, family,
-             row.version, auc)
+    gate = "open" if metrics["gate_open"] else "held"
+    say(f"done: {chosen} v{row.version} skill {metrics['brier_skill']:+.3f} (lower "
+        f"{metrics['skill_lower']:+.3f}), AUC {auc}; alerts {gate}")
+    log.info("trained %s %s %s v%d (skill %+.4f, AUC %s, gate %s)", asset_cfg.symbol,
+             target.key, chosen, row.version, metrics["brier_skill"], auc, gate)
     return row
 
 
 def _find_existing(session: Session, asset: str, target: str, family: str,
                    fingerprint: str) -> ModelVersion | None:
-    return session.exec(select(ModelVersion).where(
+    """The version this very training stored before (``auto`` stores the chosen family, so
+    it is found by its fingerprint, which names the request)."""
+    query = select(ModelVersion).where(
         ModelVersion.asset == asset, ModelVersion.target == target,
-        ModelVersion.family == family, ModelVersion.data_fingerprint == fingerprint)).first()
+        ModelVersion.data_fingerprint == fingerprint)
+    if family != AUTO:
+        query = query.where(ModelVersion.family == family)
+    return session.exec(query).first()
 
 
-def _assign_role(session: Session, settings: Settings, row: ModelVersion) -> None:
-    """The first version of the configured champion family serves; every later version enters
-    as a challenger that shadows the champion (the router records it) until the promotion test
-    or an operator promotes it, so a retrain never silently replaces what serves."""
-    if row.family != settings.models.champion:
+def _assign_role(session: Session, settings: Settings, row: ModelVersion, *,
+                 requested: str) -> None:
+    """The first version of the champion (the family chosen by evidence under ``auto``, else
+    the configured family) serves; every later version enters as a challenger that shadows the
+    champion (the router records it) until the promotion test or an operator promotes it, so a
+    retrain never silently replaces what serves."""
+    champion = settings.models.champion
+    if not (requested == AUTO == champion or row.family == champion):
         return
     current = session.exec(select(ModelVersion.id).where(
         ModelVersion.asset == row.asset, ModelVersion.target == row.target,

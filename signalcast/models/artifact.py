@@ -44,7 +44,7 @@ import numpy as np
 
 from signalcast.core.errors import ArtifactError
 from signalcast.models.base import SignalModel
-from signalcast.models.calibration import SigmoidCalibrator
+from signalcast.models.calibration import calibrator_from_dict
 from signalcast.models.registry import family_class
 
 MAGIC = b"SCM1"
@@ -124,30 +124,79 @@ def verify(data: bytes, mac: str | None, identity: ArtifactIdentity, keys: Artif
 
 @dataclass
 class ServedModel:
-    """A fitted model plus its calibration: what a worker keeps in memory to serve."""
+    """A fitted model plus its calibration: what a worker keeps in memory to serve.
+
+    ``model`` forecasts the direction, P(up first | a level is touched), calibrated by
+    ``calibrator``. The touch factor, P(a level is touched within the horizon), is either a
+    second model of the same family (``touch_model``) or a constant raw rate (``touch_rate``),
+    calibrated by ``touch_calibrator``. :meth:`predict3` gives the unconditional forecast
+    ``[p_up, p_down, p_none]``. An artifact from before three outcomes has neither: it serves
+    ``p_none = 0`` (its old conditional meaning) and carries no walk-forward evidence, so its
+    alerts are held until it is retrained."""
 
     model: SignalModel
-    calibrator: SigmoidCalibrator
+    calibrator: Any
     feature_set: str
     features: list[str]
+    touch_model: SignalModel | None = None
+    touch_rate: float | None = None
+    touch_calibrator: Any = None
 
     @property
     def family(self) -> str:
         return self.model.family
 
+    @property
+    def three_outcome(self) -> bool:
+        return self.touch_model is not None or self.touch_rate is not None
+
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Calibrated P(UP) for each row of ``X``."""
+        """Calibrated P(up first | touched) for each row of ``X``."""
         return self.calibrator(self.model.predict_proba(X))
 
+    def p_touch(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated P(a level is touched within the horizon) for each row of ``X``."""
+        if self.touch_model is not None:
+            raw = self.touch_model.predict_proba(X)
+        elif self.touch_rate is not None:
+            raw = np.full(len(X), self.touch_rate)
+        else:
+            return np.ones(len(X))
+        return self.touch_calibrator(raw) if self.touch_calibrator is not None else raw
+
+    def combine(self, p_direction: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """(n, 3) ``[p_up, p_down, p_none]`` from calibrated direction probabilities."""
+        pt = np.clip(np.asarray(self.p_touch(X), float), 0.0, 1.0)
+        pd_ = np.clip(np.asarray(p_direction, float), 0.0, 1.0)
+        return np.column_stack([pt * pd_, pt * (1.0 - pd_), 1.0 - pt])
+
+    def predict3(self, X: np.ndarray) -> np.ndarray:
+        """(n, 3) unconditional ``[P(up first), P(down first), P(neither)]``."""
+        return self.combine(self.predict(X), X)
+
     def to_bytes(self) -> bytes:
+        direction = self.model.to_bytes()
+        touch = None
+        touch_bytes = b""
+        if self.three_outcome:
+            if self.touch_model is not None:
+                touch_bytes = self.touch_model.to_bytes()
+            touch = {"size": len(touch_bytes) if self.touch_model is not None else None,
+                     "rate": self.touch_rate,
+                     "params": (self.touch_model.get_params()
+                                if self.touch_model is not None else None),
+                     "calibration": (None if self.touch_calibrator is None
+                                     else self.touch_calibrator.to_dict())}
         header = json.dumps({
             "family": self.model.family,
             "params": self.model.get_params(),
             "feature_set": self.feature_set,
             "features": self.features,
             "calibration": self.calibrator.to_dict(),
+            "direction_size": len(direction),
+            "touch": touch,
         }).encode()
-        return MAGIC + struct.pack(">I", len(header)) + header + self.model.to_bytes()
+        return MAGIC + struct.pack(">I", len(header)) + header + direction + touch_bytes
 
 
 def load_artifact(data: bytes, expected_sha256: str, *, mac: str | None,
@@ -185,9 +234,20 @@ def load_artifact(data: bytes, expected_sha256: str, *, mac: str | None,
             f"{label} was trained on other features (differing: {', '.join(missing) or 'order'})"
             "; it refuses to serve: retrain it with the current features"
         )
-    model = family_class(identity.family).from_bytes(data[8 + size :], header["params"])
-    return ServedModel(model, SigmoidCalibrator(**header["calibration"]),
-                       header["feature_set"], header["features"])
+    cls = family_class(identity.family)
+    payload = data[8 + size :]
+    touch = header.get("touch")
+    direction_size = header.get("direction_size", len(payload))
+    model = cls.from_bytes(payload[:direction_size], header["params"])
+    served = ServedModel(model, calibrator_from_dict(header["calibration"]),
+                         header["feature_set"], header["features"])
+    if touch is not None:
+        if touch.get("size") is not None:
+            served.touch_model = cls.from_bytes(payload[direction_size:], touch["params"])
+        served.touch_rate = touch.get("rate")
+        if touch.get("calibration") is not None:
+            served.touch_calibrator = calibrator_from_dict(touch["calibration"])
+    return served
 
 
 class _StoredVersion(_Identified, Protocol):

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
+from signalcast.alerts.gate import signal_gate
 from signalcast.alerts.rules import (
     queue_model_event_alert,
     queue_signal_alerts,
@@ -102,11 +103,13 @@ class PredictResult:
     served: dict[str, str] = field(default_factory=dict)  # target -> "lightgbm v3 (champion)"
     fallbacks: dict[str, str] = field(default_factory=dict)  # target -> what failed and why
     conflicts: list[str] = field(default_factory=list)  # targets whose ensemble members disagree
+    held: dict[str, str] = field(default_factory=dict)  # target -> why its alert was held
 
     def to_dict(self) -> dict:
         return {"asset": self.asset, "candle_time": self.candle_time.isoformat(),
                 "predictions": self.predictions, "alerts": self.alerts, "skipped": self.skipped,
-                "served": self.served, "fallbacks": self.fallbacks, "conflicts": self.conflicts}
+                "served": self.served, "fallbacks": self.fallbacks, "conflicts": self.conflicts,
+                "held": self.held}
 
 
 def predict_asset(session: Session, settings: Settings, asset: str,
@@ -166,10 +169,18 @@ def predict_asset(session: Session, settings: Settings, asset: str,
         if decision.output.conflict:
             result.conflicts.append(target.key)
         payload = signal_payload(asset_cfg.symbol, asset_cfg.timeframe, target, decision.served,
-                                 candle_time, price, decision.output.p_up)
+                                 candle_time, price, decision.output.p_up,
+                                 decision.output.down)
         if payload is not None:
             payload.update(fallback=decision.fallback, conflict=decision.output.conflict)
-            result.alerts += queue_signal_alerts(session, settings, payload)
+            gate = signal_gate(session, settings, asset_cfg.symbol, target.key,
+                               decision.served.id)
+            if not gate.open:  # recorded, not alerted: the served row says why
+                result.held[target.key] = gate.reason
+                served_row = rows[len(rows) - 1 - len(decision.unserved)]
+                served_row["alert_held"] = gate.reason[:200]
+                continue
+            result.alerts += queue_signal_alerts(session, settings, payload, gate=gate)
     if rows:
         result.predictions = upsert(session, Prediction, rows,
                                     keys=["asset", "target", "model_version_id", "candle_time"])
@@ -181,11 +192,12 @@ def _prediction_rows(asset: str, candle_time: datetime, decision: Decision) -> l
     if decision.served is not None:
         rows.append({"asset": asset, "target": decision.target,
                      "model_version_id": decision.served.id, "candle_time": candle_time,
-                     "prob_up": decision.output.p_up, "served": True, "role": decision.role,
-                     "fallback": decision.fallback})
+                     "prob_up": decision.output.p_up, "prob_down": decision.output.down,
+                     "served": True, "role": decision.role, "fallback": decision.fallback,
+                     "alert_held": None})
     rows += [{"asset": asset, "target": decision.target, "model_version_id": version.id,
-              "candle_time": candle_time, "prob_up": output.p_up, "served": False,
-              "role": role, "fallback": None}
+              "candle_time": candle_time, "prob_up": output.p_up, "prob_down": output.down,
+              "served": False, "role": role, "fallback": None, "alert_held": None}
              for version, role, output in decision.unserved]
     return rows
 

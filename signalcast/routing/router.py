@@ -63,26 +63,40 @@ def serves_challenger(asset: str, target: str, candle_time: datetime, share: flo
 
 @dataclass(frozen=True)
 class ModelOutput:
-    """What one model said about one candle."""
+    """What one model said about one candle: the unconditional chances that the up level is
+    touched first (``p_up``) and that the down level is (``p_down``); the rest, ``1 - p_up -
+    p_down``, is the chance that neither is touched within the horizon."""
 
     p_up: float
     conflict: bool = False  # ensemble members disagree on the direction
     member_probs: tuple[float, ...] = ()
+    p_down: float | None = None  # None: 1 - p_up (a model that cannot say "neither")
+
+    @property
+    def down(self) -> float:
+        return 1.0 - self.p_up if self.p_down is None else self.p_down
 
 
 def model_output(served, x: np.ndarray) -> ModelOutput:
-    """Calibrated P(UP) of ``served`` (a :class:`~signalcast.models.artifact.ServedModel`) on
-    one feature row ``x`` (1, d), with the ensemble conflict flag when the model has one.
-    Raises ValueError on a probability outside [0, 1] (NaN included)."""
+    """Calibrated unconditional [P(up first), P(down first)] of ``served`` (a
+    :class:`~signalcast.models.artifact.ServedModel`) on one feature row ``x`` (1, d), with the
+    ensemble conflict flag when the model has one. Raises ValueError on a probability outside
+    [0, 1] (NaN included)."""
     details = getattr(served.model, "predict_with_details", None)
+    conflict, members = False, ()
     if details is not None:
-        raw, flags, members = details(x)
-        out = ModelOutput(float(served.calibrator(raw)[0]), bool(flags[0]),
-                          tuple(float(v) for v in members[0]))
+        raw, flags, member_rows = details(x)
+        p_dir = served.calibrator(raw)
+        conflict, members = bool(flags[0]), tuple(float(v) for v in member_rows[0])
     else:
-        out = ModelOutput(float(served.predict(x)[0]))
-    if not 0.0 <= out.p_up <= 1.0:  # also False for NaN
-        raise ValueError(f"returned P(UP) = {out.p_up}")
+        p_dir = served.predict(x)
+    probs = served.combine(p_dir, x)[0]
+    out = ModelOutput(float(probs[0]), conflict, members, float(probs[1]))
+    for name, value in (("P(up first)", out.p_up), ("P(down first)", out.down)):
+        if not 0.0 <= value <= 1.0:  # also False for NaN
+            raise ValueError(f"returned {name} = {value}")
+    if out.p_up + out.down > 1.0 + 1e-9:
+        raise ValueError(f"returned P(up) + P(down) = {out.p_up + out.down} > 1")
     return out
 
 
