@@ -55,6 +55,10 @@ def evaluate(
     report_path: Annotated[Path | None, typer.Option(
         "--report", help="report: FILE.html (self-contained) or a directory for PNG files")]
     = None,
+    predictions_path: Annotated[Path | None, typer.Option(
+        "--predictions", help="write FILE.csv: time,asset,target,family,fold,p_up,p_down,"
+        "outcome per test candle, by training's selection (its pick again as 'champion')")]
+    = None,
     synthetic_periods: Annotated[int | None, typer.Option(
         "--synthetic", min=500, help="evaluate on N fresh synthetic candles (no database), "
         "with the oracle")] = None,
@@ -78,6 +82,9 @@ def evaluate(
     else:
         candles = stored_candles(settings, symbols)
         source = f"stored candles ({settings.redacted()['environment']['database_url']})"
+    if predictions_path:
+        write_selection_predictions(settings, candles, targets, family, predictions_path)
+        return
     console.print(f"evaluating on {source}, {folds} folds")
     with console.status("walk-forward") as status:
         evaluations = evaluate_settings(
@@ -96,6 +103,38 @@ def evaluate(
     if report_path:
         write_report(evaluations, report_path, title=f"signalcast evaluation: {source}")
         console.print(f"report written to {report_path}")
+
+
+def write_selection_predictions(settings: Settings, candles: dict[str, Any],
+                                targets: Sequence[str] | None, families: Sequence[str] | None,
+                                path: Path) -> None:
+    """Training's walk-forward selection (``training.folds``, purge = horizon) over every
+    (asset, target), its out-of-fold three-outcome forecasts written to ``path``."""
+    from signalcast.config.models import AUTO
+    from signalcast.evaluation.folds import WalkForwardConfig
+    from signalcast.evaluation.predictions_csv import selection_rows, write_predictions_csv
+    from signalcast.evaluation.selection import build_outcome_set, evaluate_candidates
+    from signalcast.lifecycle.evidence import candidate_families, family_params
+
+    names = list(families) if families else candidate_families(settings)
+    cfg = WalkForwardConfig(folds=settings.training.folds,
+                            calibration_fraction=settings.training.calibration_fraction)
+    rows: list[dict] = []
+    for symbol, frame in candles.items():
+        asset_cfg = settings.asset(symbol)
+        for target in ([settings.target(k) for k in targets] if targets else settings.targets):
+            with console.status(f"{symbol} {target.key}: selecting among {', '.join(names)}"):
+                data = build_outcome_set(frame, asset_cfg.timeframe, target.pct, target.horizon)
+                selection = evaluate_candidates(
+                    data, target.horizon,
+                    {n: family_params(settings, n, target.horizon) for n in names}, cfg,
+                    n_boot=settings.training.bootstrap)
+            rows += selection_rows(data, selection, symbol, target.key)
+            gate = "open" if selection.gate_open else "held"
+            console.print(f"{symbol} {target.key}: champion {selection.champion} "
+                          f"({AUTO} among {len(names)}), alerts {gate}: {selection.gate_reason}")
+    n = write_predictions_csv(path, rows)
+    console.print(f"{n} predictions written to {path}")
 
 
 def stored_candles(settings: Settings, assets: Sequence[str]) -> dict[str, Any]:

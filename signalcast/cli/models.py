@@ -37,22 +37,42 @@ ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="why (kept in the
 
 
 
+def held_out_figures(metrics: dict) -> tuple[str, str, str, str, str]:
+    """(Brier vs base rate, skill with its lower bound, AUC vs its shift null, hit rate vs
+    always-majority, alerts) from a version's walk-forward metrics; "-" where a version has
+    none (trained before walk-forward evidence: its old figures were measured on its own
+    calibration rows and are not shown)."""
+    if "gate_open" not in metrics:
+        return "-", "-", "-", "-", "held: retrain"
+    def num(key: str, fmt: str) -> str:
+        value = metrics.get(key)
+        return "-" if value is None else format(value, fmt)
+    return (f"{num('brier', '.3f')}/{num('brier_ref', '.3f')}",
+            f"{num('brier_skill', '+.3f')} ({num('skill_lower', '+.3f')})",
+            f"{num('auc', '.3f')}/{num('auc_null_mean', '.2f')}"
+            f"\u00b1{num('auc_null_sd', '.2f')}",
+            f"{num('hit_rate', '.0%')}/{num('majority_rate', '.0%')}",
+            "open" if metrics["gate_open"] else "held")
+
+
 @models_cli.command("list")
 def list_models(asset: Annotated[str | None, typer.Argument(help="e.g. BTC/USDT")] = None,
                 config: ConfigOpt = None) -> None:
-    """Model versions per asset and target: the champion first, with their metrics."""
+    """Model versions per asset and target, the champion first, with their held-out
+    (walk-forward) figures beside their benchmarks: Brier / the causal base rate's, Brier
+    skill (its block-bootstrap lower bound), AUC / the label-shift null (mean +- sd), hit rate
+    / always the majority direction, and whether its alerts go out (the skill gate)."""
     from signalcast.lifecycle.admin import list_models as service
 
     settings, engine = settings_and_engine(config)
-    table = Table(title="models")
-    for col in ("asset", "target", "version", "role", "AUC", "Brier", "trained"):
-        table.add_column(col, no_wrap=col in ("asset", "version"))
+    table = Table(title="models (held-out walk-forward figures)")
+    for col in ("asset", "target", "version", "role", "Brier/base", "skill (low)",
+                "AUC/null", "hit/maj", "alerts"):
+        table.add_column(col, no_wrap=True)
     for m in service(engine, settings, asset):
-        auc, brier = m.metrics.get("auc"), m.metrics.get("brier")
         table.add_row(m.asset, m.target, f"{m.family}:{m.version}",
                       m.role if m.has_artifact else f"{m.role} (purged)",
-                      "-" if auc is None else f"{auc:.3f}",
-                      "-" if brier is None else f"{brier:.3f}", f"{m.created_at:%Y-%m-%d}")
+                      *held_out_figures(m.metrics))
     console.print(table)
 
 
