@@ -104,18 +104,24 @@ def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
 
 def print_report(report: DemoReport, console: Console) -> None:
     table = Table(title="signalcast demo summary")
-    for col in ("asset", "target", "preds", "resolved", "expired", "hit rate", "alerts"):
+    for col in ("asset", "target", "preds", "resolved", "expired", "hit rate", "always maj",
+                "alerts"):
         table.add_column(col, justify="left" if col in ("asset", "target") else "right")
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.0%}"
+
     for s in report.targets:
-        rate = "-" if s.hit_rate is None else f"{s.hit_rate:.0%}"
         table.add_row(s.asset, s.target, str(s.predictions), str(s.resolved), str(s.expired),
-                      rate, str(s.alerts_sent))
+                      pct(s.hit_rate), pct(s.majority_rate), str(s.alerts_sent))
     total = summary.TargetSummary("all", "", *(sum(getattr(s, f) for s in report.targets)
                                                for f in ("predictions", "resolved", "expired",
-                                                         "hits", "alerts_sent")))
+                                                         "hits", "alerts_sent", "ups")))
     table.add_row("[bold]all[/bold]", "", str(total.predictions), str(total.resolved),
-                  str(total.expired), "-" if total.hit_rate is None else f"{total.hit_rate:.0%}",
+                  str(total.expired), pct(total.hit_rate), pct(total.majority_rate),
                   str(total.alerts_sent))
+    console.print("hit rate: the more likely direction came first (resolved outcomes); "
+                  "always maj: always saying the majority direction on the same outcomes")
     console.print(table)
     console.print(f"{report.ticks} ticks, {report.task_runs} task runs "
                   f"({report.failed_tasks} failed) in {report.wall_seconds:.1f} s")

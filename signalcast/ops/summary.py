@@ -20,10 +20,17 @@ class TargetSummary:
     expired: int
     hits: int  # served predictions whose more likely direction happened
     alerts_sent: int
+    ups: int = 0  # resolved outcomes that went up first
 
     @property
     def hit_rate(self) -> float | None:
         return self.hits / self.resolved if self.resolved else None
+
+    @property
+    def majority_rate(self) -> float | None:
+        """The benchmark of :attr:`hit_rate`: "always the majority direction" on the same
+        resolved outcomes (known only in hindsight, so generous to the benchmark)."""
+        return max(self.ups, self.resolved - self.ups) / self.resolved if self.resolved else None
 
 
 def target_summaries(session: Session) -> list[TargetSummary]:
@@ -37,6 +44,7 @@ def target_summaries(session: Session) -> list[TargetSummary]:
         s.predictions += 1
         if label in (UP, DOWN):
             s.resolved += 1
+            s.ups += int(label == UP)
             s.hits += int((prob_up >= 0.5) == (label == UP))
         elif label is not None:
             s.expired += 1
