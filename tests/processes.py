@@ -13,7 +13,12 @@ from pathlib import Path
 
 
 def signalcast_env(config: Path, database_url: str, broker_url: str, **extra: str) -> dict:
+    """The environment of a signalcast process of the test deployment: this process's
+    environment without its SIGNALCAST_* settings, but with the deployment's one artifact key
+    (conftest sets it), so every process signs and verifies artifacts alike."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALCAST_")}
+    if "SIGNALCAST_ARTIFACT_KEY" in os.environ:
+        env["SIGNALCAST_ARTIFACT_KEY"] = os.environ["SIGNALCAST_ARTIFACT_KEY"]
     env.update(SIGNALCAST_CONFIG=str(config), SIGNALCAST_DATABASE_URL=database_url,
                SIGNALCAST_BROKER_URL=broker_url, PYTHONUNBUFFERED="1", **extra)
     return env
