@@ -21,7 +21,7 @@ from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import AlertOutbox
 from signalcast.notifier.format import format_alert
 from signalcast.notifier.telegram import SendResult, TelegramTransport
-from tests.conftest import seed_history, write_config
+from tests.conftest import SMALL_CONFIG, seed_history, write_config
 from tests.fakes.telegram_checks import deliveries, gaps, signal_counts
 from tests.fakes.telegram_server import FakeTelegram
 
@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration  # a local HTTP server and real client
 
 PRIVATE, GROUP = "101", "-202"
 T0 = datetime(2024, 3, 1, 12, tzinfo=UTC)
+OLD_SIGNALS_MAY_GO = 10**9  # these tests' signals are from 2024; the age limit is tested apart
 
 
 @pytest.fixture
@@ -49,7 +50,10 @@ def alerting(tmp_path: Path, tg: FakeTelegram):
 
     def make(db_url: str, **alerts: Any):
         config = write_config(tmp_path / "alerts.yaml", {"alerts": {
-            "console": False, "charts": False, "chat_interval_seconds": 0.05, **alerts}})
+            "console": False, "charts": False, "chat_interval_seconds": 0.05,
+            "max_signal_age_seconds": OLD_SIGNALS_MAY_GO, **alerts},
+            # about delivery, not skill: every target may alert (the skill gate is tested apart)
+            "models": {**SMALL_CONFIG["models"], "alert_without_skill": ["*"]}})
         settings = load_settings(config, database_url=db_url, broker_url=None,
                                  telegram_token=tg.token, telegram_api_url=tg.base_url,
                                  telegram_chat_ids=f"{PRIVATE},{GROUP}")

@@ -18,7 +18,8 @@ from signalcast.ops.runs import recorded_run
 pytestmark = pytest.mark.integration
 
 PROCESSES, ROUNDS = 4, 40
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
+# recent candles: the signals queued here are within their age when drained
+T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _writer(url: str, worker: int, errors) -> None:

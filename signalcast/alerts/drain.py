@@ -1,18 +1,30 @@
-"""Drain the alert outbox: each alert row is screened, claimed, sent once, and marked.
+"""Drain the alert outbox: each chat's alerts screened, claimed, sent once and marked, in order.
 
 At-least-once is the best any transport offers (a send that timed out may have arrived), so the
 outbox keeps the window small: a row is claimed by an atomic UPDATE before sending and marked
-right after. A worker that dies mid-send leaves a claim that expires after ``CLAIM_LEASE`` and the
-row is retried.
+right after. What happens when the answer is lost is decided per kind
+(:mod:`signalcast.alerts.delivery`): a signal, outcome or model alert is never sent twice (it is
+marked ``maybe_delivered`` and the operator told once); a system alert or summary is sent
+again.
 
-- ``RetryLater`` (429, 5xx, timeouts, an outage) reschedules the row with backoff (at least the
-  ``retry_after`` Telegram asked for) and never gives up: an outage delays alerts, loses none. A
-  short wait is waited out inside the drain; a long one ends it (the scheduler's
-  ``drain_due_alerts`` job and the next tick drain again).
+**Order and fairness** (:mod:`signalcast.alerts.fairness`): the drain serves each chat's oldest
+unfinished row (its head), one message per chat per pass, oldest head first. A failed head
+pauses its chat, not itself, so a chat's later alert never overtakes an earlier one; one chat's
+backlog (a group held to 20 messages a minute) never delays another chat; a chat no transport
+here serves holds nobody up.
+
+- ``RetryLater`` (429, 5xx, an outage, a connection refused) keeps the head pending with backoff
+  (at least the ``retry_after`` Telegram asked for; a 429 also holds every chat for that long)
+  and never gives up: an outage delays alerts, loses none. A short wait is waited out inside the
+  drain; a long one ends it (the scheduler's drain job and the next tick drain again).
 - ``PermanentFailure`` (400/403) marks the row ``failed`` at once: retrying cannot help.
 - Rows a chat should no longer get (paused or the kind turned off since it was queued, the
   outcome of a signal that was not sent) are marked ``skipped`` with the reason. (Repeated
   signals are not queued at all: see ``alert_rules.queue_signal_alerts``.)
+- A signal past its age (``alerts.max_signal_age_seconds``) is marked ``expired``, never sent.
+
+Row states: ``pending`` -> ``sending`` -> ``sent`` | ``failed`` | ``skipped`` | ``expired`` |
+``maybe_delivered``; only ``pending`` and ``sending`` are unfinished.
 
 Telegram's rate limits are kept here, by the only consumer of the ``alerts`` queue: about one
 message per second per chat, 20 per minute per group chat (negative ids), 30 per second overall
@@ -24,23 +36,34 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from signalcast.alerts.delivery import (
+    expire_signals,
+    forget_last_signal,
+    mark_maybe_delivered,
+    max_signal_age,
+    resend_after_timeout,
+    signal_age,
+)
+from signalcast.alerts.fairness import SendRateLimiter, chat_heads, is_group_chat
 from signalcast.alerts.rules import ALL, SYSTEM, delivery_mode
 from signalcast.config import Settings
-from signalcast.config.settings import AlertsConfig
+from signalcast.core.timeframes import utc
 from signalcast.db.engine import session_scope
-from signalcast.db.tables import AlertLastSent, AlertOutbox, ChatPref, utcnow
+from signalcast.db.tables import AlertOutbox, ChatPref, utcnow
 from signalcast.notifier.format import fit_caption, format_alert
 from signalcast.notifier.telegram import PermanentFailure, RetryLater
+
+__all__ = ["CLAIM_LEASE", "DrainResult", "SendRateLimiter", "drain_outbox", "is_group_chat",
+           "transport_router"]
 
 log = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(minutes=2)
@@ -55,74 +78,22 @@ class Transport(Protocol):
 
 @dataclass
 class DrainResult:
+    """What one drain did; ``to_dict`` always has the first four counts, and the others
+    when they happened."""
+
     sent: int = 0
     retry: int = 0
     failed: int = 0
     skipped: int = 0
+    expired: int = 0
+    maybe_delivered: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {"sent": self.sent, "retry": self.retry, "failed": self.failed,
-                "skipped": self.skipped}
-
-
-# -- rate limits -------------------------------------------------------------------------------
-
-
-def is_group_chat(chat_id: str) -> bool:
-    """Group and channel ids are negative (or an @channel name)."""
-    return chat_id.startswith(("-", "@"))
-
-
-class SendRateLimiter:
-    """How long to wait before the next message to a chat may go (times in epoch seconds)::
-
-        limiter = SendRateLimiter(chat_interval=1.0, group_per_minute=20, global_per_second=30)
-        limiter.record("42", 100.0)
-        limiter.wait("42", 100.2)   # -> 0.8
-    """
-
-    def __init__(self, chat_interval: float, group_per_minute: int, global_per_second: int):
-        self.chat_interval = chat_interval
-        self.group_per_minute = group_per_minute
-        self.global_per_second = global_per_second
-        self._sends: deque[tuple[str, float]] = deque()  # the last minute's sends, oldest first
-        self._paused_until = 0.0
-
-    @classmethod
-    def from_config(cls, cfg: AlertsConfig) -> SendRateLimiter:
-        return cls(cfg.chat_interval_seconds, cfg.group_per_minute, cfg.global_per_second)
-
-    def load(self, engine: Engine, now: datetime) -> SendRateLimiter:
-        """Remember the sends of the minute before ``now`` (by an earlier drain or process)."""
-        with session_scope(engine, readonly=True) as session:
-            rows = session.exec(select(AlertOutbox.chat_id, AlertOutbox.sent_at).where(
-                AlertOutbox.sent_at >= now - timedelta(minutes=1))
-                .order_by(AlertOutbox.sent_at)).all()
-        for chat_id, sent_at in rows:
-            self.record(chat_id, sent_at.timestamp())
-        return self
-
-    def record(self, chat_id: str, at: float) -> None:
-        self._sends.append((chat_id, at))
-
-    def pause_until(self, at: float) -> None:
-        """Send nothing before ``at`` (Telegram answered 429 with retry_after)."""
-        self._paused_until = max(self._paused_until, at)
-
-    def wait(self, chat_id: str, at: float) -> float:
-        """Seconds until a message to ``chat_id`` may be sent (0: now)."""
-        while self._sends and self._sends[0][1] <= at - 60:
-            self._sends.popleft()
-        ready = self._paused_until
-        mine = [t for c, t in self._sends if c == chat_id]
-        if mine:
-            ready = max(ready, mine[-1] + self.chat_interval)
-        if is_group_chat(chat_id) and len(mine) >= self.group_per_minute:
-            ready = max(ready, mine[-self.group_per_minute] + 60)
-        last_second = [t for _, t in self._sends if t > at - 1]
-        if len(last_second) >= self.global_per_second:
-            ready = max(ready, last_second[-self.global_per_second] + 1)
-        return max(0.0, ready - at)
+        counts = {"sent": self.sent, "retry": self.retry, "failed": self.failed,
+                  "skipped": self.skipped}
+        counts.update({k: v for k, v in (("expired", self.expired),
+                                         ("maybe_delivered", self.maybe_delivered)) if v})
+        return counts
 
 
 # -- row states --------------------------------------------------------------------------------
@@ -160,22 +131,30 @@ def _skip(engine: Engine, row: AlertOutbox, reason: str, now: datetime) -> bool:
             AlertOutbox.id == row.id, _claimable(now))
             .values(status="skipped", last_error=reason[:500]))
         if result.rowcount == 1 and row.kind == "signal":
-            session.execute(delete(AlertLastSent).where(
-                AlertLastSent.chat_id == row.chat_id, AlertLastSent.asset == row.asset,
-                AlertLastSent.target == row.target, AlertLastSent.candle_time == row.candle_time))
+            forget_last_signal(session, row)
         return result.rowcount == 1
 
 
+def _uncertain(engine: Engine, settings: Settings, row: AlertOutbox, reason: str) -> None:
+    with session_scope(engine) as session:
+        mark_maybe_delivered(session, settings, row, reason)
+    log.warning("alert %d (%s) to %s may have been delivered (%s); not resent, operator told",
+                row.id, row.kind, row.chat_id, reason)
+
+
 _HOLD = "hold"  # screening verdict: not yet decidable (the outcome's signal is still pending)
+_EXPIRE = "expire"
 
 
 def _screen(session: Session, settings: Settings, row: AlertOutbox,
-            prefs: Mapping[str, ChatPref]) -> tuple[str, str]:
-    """``("send", mode)``, ``("skip", reason)`` or ``(_HOLD, "")`` for a due row."""
+            prefs: Mapping[str, ChatPref], now: datetime) -> tuple[str, str]:
+    """``("send", mode)``, ``("skip", reason)``, ``(_EXPIRE, "")`` or ``(_HOLD, "")``."""
     asset = None if row.asset in (SYSTEM, ALL) else row.asset
     mode = delivery_mode(prefs.get(row.chat_id), settings, row.kind, asset, row.target)
     if mode == "off":
         return "skip", f"chat {row.chat_id} does not receive {row.kind} alerts now"
+    if row.kind == "signal" and signal_age(settings, row, now) > max_signal_age(settings, row):
+        return _EXPIRE, ""
     if row.kind == "outcome":
         status = session.exec(select(AlertOutbox.status).where(
             AlertOutbox.chat_id == row.chat_id, AlertOutbox.kind == "signal",
@@ -183,7 +162,7 @@ def _screen(session: Session, settings: Settings, row: AlertOutbox,
             AlertOutbox.candle_time == row.candle_time)).first()
         if status in ("pending", "sending"):
             return _HOLD, ""
-        if status in ("skipped", "failed"):
+        if status in ("skipped", "failed", "expired"):
             return "skip", f"its signal was {status}"
     return "send", mode
 
@@ -231,91 +210,143 @@ def _chart(engine: Engine, settings: Settings, row: AlertOutbox) -> bytes | None
 
 
 def drain_outbox(engine: Engine, transport_for: Callable[[str], Transport | None], *,
-                 settings: Settings | None = None, limit: int = 100,
+                 settings: Settings | None = None, limit: int = 1000,
                  now: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] = time.sleep,
                  limiter: SendRateLimiter | None = None) -> DrainResult:
     """Send the due alerts, within ``alerts.drain_seconds`` and Telegram's rate limits.
 
     ``transport_for(chat_id)`` picks the transport (None: this process cannot serve that chat,
-    the row waits). ``settings`` defaults to this process's runtime settings. Rows are read
-    ``limit`` at a time, oldest first, until none is due or the time is up.
+    its rows wait and hold no other chat up). ``settings`` defaults to this process's runtime
+    settings. Each pass reads every chat's head (at most ``limit`` chats) and sends at most one
+    message per chat, until nothing is due or the time is up.
     """
     if settings is None:
         from signalcast.config.runtime import get_settings
 
         settings = get_settings()
-    cfg = settings.alerts
-    limiter = limiter or SendRateLimiter.from_config(cfg).load(engine, now())
-    deadline = time.monotonic() + cfg.drain_seconds
-    result = DrainResult()
-    charts: dict[tuple[str, str, datetime], bytes | None] = {}
+    limiter = limiter or SendRateLimiter.from_config(settings.alerts).load(engine, now())
+    drain = _Drain(engine, transport_for, settings, limiter, now,
+                   time.monotonic() + settings.alerts.drain_seconds)
     while True:
-        with session_scope(engine, readonly=True) as session:
-            due = session.exec(select(AlertOutbox).where(
-                _claimable(now()),
-                (AlertOutbox.status != "pending") | (AlertOutbox.next_attempt_at <= now()))
-                .order_by(AlertOutbox.id).limit(limit)).all()
-            prefs = {p.chat_id: p for p in session.exec(select(ChatPref)).all()}
-            verdicts = {row.id: _screen(session, settings, row, prefs) for row in due}
-        acted, waits, stop = False, [], False
-        for row in due:
-            transport = transport_for(row.chat_id)
-            verdict, detail = verdicts[row.id]
-            if transport is None or verdict == _HOLD:
-                continue
-            if verdict == "skip":
-                if _skip(engine, row, detail, now()):
-                    result.skipped += 1
-                    acted = True
-                    log.info("alert %d to %s skipped: %s", row.id, row.chat_id, detail)
-                continue
-            wait = limiter.wait(row.chat_id, now().timestamp())
-            if wait > 0:
-                waits.append(wait)
-                continue
-            if time.monotonic() > deadline:
-                stop = True
-                break
-            if not _claim(engine, row.id, now()):
-                continue
-            acted = True
-            photo = None
-            if row.kind == "signal" and cfg.charts and transport.html and "up_level" in row.payload:
-                key = (row.asset, row.target, row.candle_time)
-                if key not in charts:
-                    charts[key] = _chart(engine, settings, row)
-                photo = charts[key]
-            text = format_alert(row.kind, row.payload, html=transport.html)
-            try:
-                sent = _send(transport, row.chat_id, fit_caption(text) if photo else text,
-                             photo, silent=detail == "silent")
-            except RetryLater as exc:
-                delay = min(MAX_BACKOFF_S, max(exc.seconds, 2.0 ** min(row.attempts, 8)))
-                _finish(engine, row.id, status="pending", last_error=str(exc)[:500],
-                        next_attempt_at=now() + timedelta(seconds=delay))
-                limiter.pause_until(now().timestamp() + exc.seconds)
-                result.retry += 1
-                log.warning("alert %d to %s: retry in %.0fs (%s)", row.id, row.chat_id, delay,
-                            exc)
-                if delay > cfg.max_wait_seconds:
-                    stop = True  # Telegram is down or asks for a long pause: drain later
-                    break
-            except PermanentFailure as exc:
-                _finish(engine, row.id, status="failed", last_error=str(exc)[:500])
-                result.failed += 1
-                log.error("alert %d to %s failed for good: %s", row.id, row.chat_id, exc)
-            else:
-                limiter.record(row.chat_id, now().timestamp())
-                _mark_sent(engine, row.id, None if sent is None else sent.message_id, now())
-                result.sent += 1
-        if stop or time.monotonic() > deadline:
+        acted, waits, stop = drain.one_pass(limit)
+        if stop or time.monotonic() > drain.deadline:
             break
         if not acted:
-            if not waits or time.monotonic() + min(waits) > deadline:
+            if not waits or time.monotonic() + min(waits) > drain.deadline:
                 break
             sleep(min(waits))
-    return result
+    return drain.result
+
+
+class _Drain:
+    """One drain run: its settings, clock, limiter, result and chart cache."""
+
+    def __init__(self, engine: Engine, transport_for: Callable[[str], Transport | None],
+                 settings: Settings, limiter: SendRateLimiter, now: Callable[[], datetime],
+                 deadline: float):
+        self.engine, self.transport_for, self.settings = engine, transport_for, settings
+        self.limiter, self.now, self.deadline = limiter, now, deadline
+        self.result = DrainResult()
+        self.charts: dict[tuple[str, str, datetime], bytes | None] = {}
+
+    def one_pass(self, limit: int) -> tuple[bool, list[float], bool]:
+        """Serve each chat's head once; returns (acted, waits in seconds, stop)."""
+        at = self.now()
+        with session_scope(self.engine, readonly=True) as session:
+            heads = [h for h in chat_heads(session, limit)
+                     if self.transport_for(h.chat_id) is not None]
+            prefs = {p.chat_id: p for p in session.exec(select(ChatPref)).all()}
+            verdicts = {h.id: _screen(session, self.settings, h, prefs, at) for h in heads}
+        acted, waits = False, []
+        if any(verdicts[h.id][0] == _EXPIRE for h in heads):
+            with session_scope(self.engine) as session:  # all stale rows now: one notice
+                stale = [row for row in session.exec(select(AlertOutbox).where(
+                    AlertOutbox.kind == "signal", _claimable(at))).all()
+                    if signal_age(self.settings, row, at) > max_signal_age(self.settings, row)]
+                expired = expire_signals(session, self.settings, stale, at, _claimable(at))
+            self.result.expired += expired
+            log.warning("%d signal(s) expired unsent (older than their maximum age); "
+                        "operator told", expired)
+            acted = True
+        for head in heads:
+            verdict, detail = verdicts[head.id]
+            if verdict in (_HOLD, _EXPIRE) or not self._free(head, at):
+                continue  # being sent by another drainer, or not decidable yet
+            if head.status == "sending" and not resend_after_timeout(head.kind):
+                _uncertain(self.engine, self.settings, head, "its sender stopped mid-send "
+                           "(the claim expired)")
+                self.result.maybe_delivered += 1
+                acted = True
+                continue
+            if verdict == "skip":
+                if _skip(self.engine, head, detail, self.now()):
+                    self.result.skipped += 1
+                    acted = True
+                    log.info("alert %d to %s skipped: %s", head.id, head.chat_id, detail)
+                continue
+            paused = (utc(head.next_attempt_at) - at).total_seconds()
+            wait = max(paused, self.limiter.wait(head.chat_id, self.now().timestamp()))
+            if wait > 0:
+                waits.append(wait)  # the chat waits: its head's backoff or a rate limit
+                continue
+            if time.monotonic() > self.deadline:
+                return acted, waits, True
+            if not _claim(self.engine, head.id, self.now()):
+                continue
+            acted = True
+            if self._send(head, silent=detail == "silent"):
+                return acted, waits, True
+        return acted, waits, False
+
+    @staticmethod
+    def _free(row: AlertOutbox, at: datetime) -> bool:
+        """Not under another sender's live claim."""
+        return row.status == "pending" or utc(row.claimed_at) < at - CLAIM_LEASE
+
+    def _send(self, row: AlertOutbox, *, silent: bool) -> bool:
+        """Send one claimed row and mark it; True: stop draining (Telegram needs a long
+        pause)."""
+        cfg, transport = self.settings.alerts, self.transport_for(row.chat_id)
+        photo = None
+        if row.kind == "signal" and cfg.charts and transport.html and "up_level" in row.payload:
+            key = (row.asset, row.target, row.candle_time)
+            if key not in self.charts:
+                self.charts[key] = _chart(self.engine, self.settings, row)
+            photo = self.charts[key]
+        text = format_alert(row.kind, row.payload, html=transport.html)
+        try:
+            sent = _send(transport, row.chat_id, fit_caption(text) if photo else text,
+                         photo, silent=silent)
+        except RetryLater as exc:
+            return self._retry_later(row, exc)
+        except PermanentFailure as exc:
+            _finish(self.engine, row.id, status="failed", last_error=str(exc)[:500])
+            self.result.failed += 1
+            log.error("alert %d to %s failed for good: %s", row.id, row.chat_id, exc)
+            return False
+        self.limiter.record(row.chat_id, self.now().timestamp())
+        _mark_sent(self.engine, row.id, None if sent is None else sent.message_id, self.now())
+        self.result.sent += 1
+        return False
+
+    def _retry_later(self, row: AlertOutbox, exc: RetryLater) -> bool:
+        """Not sent (or perhaps sent): pause the chat, keep its order; True: stop draining."""
+        if exc.maybe_delivered and not resend_after_timeout(row.kind):
+            _uncertain(self.engine, self.settings, row, exc.reason)
+            self.result.maybe_delivered += 1
+            self.limiter.pause_chat(row.chat_id, self.now().timestamp() + exc.seconds)
+            return exc.seconds > self.settings.alerts.max_wait_seconds
+        # the row stays its chat's head: the chat waits out the backoff, in order
+        delay = min(MAX_BACKOFF_S, max(exc.seconds, 2.0 ** min(row.attempts, 8)))
+        _finish(self.engine, row.id, status="pending", last_error=str(exc)[:500],
+                next_attempt_at=self.now() + timedelta(seconds=delay))
+        if exc.flood:  # Telegram said: nothing from this bot for that long
+            self.limiter.pause_until(self.now().timestamp() + exc.seconds)
+        self.result.retry += 1
+        log.warning("alert %d to %s: chat paused, retry in %.0fs (%s)", row.id, row.chat_id,
+                    delay, exc)
+        return delay > self.settings.alerts.max_wait_seconds  # down, or a long pause asked
 
 
 def transport_router(transports: Mapping[str, Transport],

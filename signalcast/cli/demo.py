@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -41,10 +41,16 @@ class DemoReport:
 
 
 def demo_settings(database: Path, config: Path | None = None) -> Settings:
-    """The configuration with the demo's own database, the embedded broker and synthetic data."""
+    """The configuration with the demo's own database, the embedded broker and synthetic data.
+
+    The demo replays past candles on a simulated clock, so its signals are as old as the
+    replay by the wall clock: the signal age limit is widened to cover it."""
     settings = load_settings(config, database_url=f"sqlite:///{database}", broker_url=None)
+    replay_age = datetime.now(UTC) - settings.file.data.start + timedelta(days=1)
     file = settings.file.model_copy(update={
-        "data": settings.file.data.model_copy(update={"source": "synthetic"})})
+        "data": settings.file.data.model_copy(update={"source": "synthetic"}),
+        "alerts": settings.file.alerts.model_copy(update={
+            "max_signal_age_seconds": int(replay_age.total_seconds())})})
     return Settings(file, settings.env, settings.source)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from signalcast.config.base import Section
 
@@ -28,6 +28,10 @@ class AlertsConfig(Section):
     ``max_wait_seconds`` (a long 429, an outage) ends the drain and the alert waits for the
     next one. A worker unseen for ``worker_silent_minutes``, or ``task_failures`` failed runs
     of one task within ``failure_window_minutes``, raise a system alert.
+
+    A signal is never sent more than ``max_signal_age_seconds`` after its candle closed (unset:
+    one candle of the signal's timeframe, when the next candle's signal replaces it): its
+    price levels are those of then. It is marked ``expired`` and the operator is told once.
     """
 
     console: bool = True
@@ -47,6 +51,7 @@ class AlertsConfig(Section):
     worker_silent_minutes: int = Field(default=10, ge=1)
     task_failures: int = Field(default=3, ge=1)
     failure_window_minutes: int = Field(default=60, ge=1)
+    max_signal_age_seconds: int | None = Field(default=None, ge=1)
 
     @field_validator("kinds", mode="before")
     @classmethod
@@ -69,6 +74,11 @@ class BotConfig(Section):
     A command older than ``command_max_age_seconds`` (sent while the bot was down) is answered
     as expired and not run. A /retrain reply is edited at most every
     ``progress_interval_seconds`` and followed for ``progress_timeout_minutes``.
+
+    The bot touches ``liveness_file`` after every answered poll; ``signalcast health --bot``
+    fails when it is missing or older than ``liveness_seconds``. A refused poll (401: the token
+    is wrong or revoked), or a 409 Conflict (another process polls this token) lasting
+    ``conflict_grace_seconds``, ends the bot with a non-zero exit status.
     """
 
     command_max_age_seconds: int = Field(default=120, ge=1)
@@ -77,3 +87,14 @@ class BotConfig(Section):
     status_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
     poll_timeout_seconds: int = Field(default=10, ge=0, le=50)
     health_check_minutes: int = Field(default=5, ge=0)  # 0: the bot runs no system check
+    liveness_file: str = "/tmp/signalcast-bot.alive"
+    liveness_seconds: int = Field(default=90, ge=5, le=3600)
+    conflict_grace_seconds: float = Field(default=30.0, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _liveness_outlasts_a_poll(self) -> BotConfig:
+        if self.liveness_seconds <= self.poll_timeout_seconds:
+            raise ValueError(f"liveness_seconds ({self.liveness_seconds}) must be longer than "
+                             f"poll_timeout_seconds ({self.poll_timeout_seconds}): a healthy "
+                             "bot answers a poll at least that often")
+        return self

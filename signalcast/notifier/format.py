@@ -303,6 +303,20 @@ def _system(payload: Mapping[str, Any], html: bool) -> str:
         headline = (f"System: task {payload['task']} failed {payload['failures']} times "
                     f"in {payload['minutes']} min")
         lines = [f"last error: {payload['last_error']}"] if payload.get("last_error") else []
+    elif check == "delivery_uncertain":
+        a = payload["alert"]
+        headline = f"System: a {a['kind']} alert to chat {a['chat']} may have been delivered"
+        lines = [f"{a['asset']} {a['target']}, candle {_candle_time(a['candle_time'])}",
+                 f"Telegram did not answer ({payload['reason']}); it is not sent again, "
+                 "so it arrived once or not at all"]
+    elif check == "signals_expired":
+        headline = f"System: {payload['count']} signal(s) expired unsent"
+        lines = [f"{a['asset']} {a['target']} candle {_candle_time(a['candle_time'])} to "
+                 f"chat {a['chat']}: {_duration(int(a['age_seconds']) // 60)} old"
+                 for a in payload["alerts"]]
+        if payload["count"] > len(payload["alerts"]):
+            lines.append(f"... and {payload['count'] - len(payload['alerts'])} more")
+        lines.append("older than alerts.max_signal_age_seconds: their prices are stale")
     else:
         raise ValueError(f"unknown system check {check!r}")
     return _render(headline, lines, "", html)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
+import httpx
 from telegram import Bot
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -93,15 +94,20 @@ class SendResult:
 class RetryLater(TemporaryError):
     """Not delivered now; try again after ``seconds``.
 
-    ``maybe_delivered`` is True after a timeout: Telegram may have delivered the message before
-    the answer was lost, and the Bot API has no idempotency key, so a retry can duplicate it.
+    ``maybe_delivered`` is True when the request may have reached Telegram and only its answer
+    was lost (a read timeout, a connection dropped after the request was written): Telegram
+    may have delivered the message, and the Bot API has no idempotency key, so a retry can
+    duplicate it. ``flood`` is True for a 429: Telegram asked the bot to send nothing for
+    ``seconds``.
     """
 
-    def __init__(self, seconds: float, reason: str, *, maybe_delivered: bool = False):
+    def __init__(self, seconds: float, reason: str, *, maybe_delivered: bool = False,
+                 flood: bool = False):
         super().__init__(f"{reason} (retry in {seconds:g}s)")
         self.seconds = float(seconds)
         self.reason = reason
         self.maybe_delivered = maybe_delivered
+        self.flood = flood
 
 
 class PermanentFailure(SignalcastError):
@@ -331,17 +337,32 @@ class TelegramTransport:
         subclass, so the permanent ones must be checked before the network ones)."""
         reason = _REDACTOR.redact(f"{type(exc).__name__}: {exc}")
         if isinstance(exc, RetryAfter):
-            return RetryLater(_retry_after_seconds(exc), reason)
+            return RetryLater(_retry_after_seconds(exc), reason, flood=True)
         if isinstance(exc, ChatMigrated):
             return PermanentFailure(f"{reason} (update the configured chat id)")
         if isinstance(exc, BadRequest | Forbidden | InvalidToken | EndPointNotFound):
             return PermanentFailure(reason)
-        if isinstance(exc, TimedOut):
-            not_sent = str(exc).startswith("Pool timeout")  # PTB: "Request was *not* sent"
-            return RetryLater(self._network_backoff, reason, maybe_delivered=not not_sent)
-        # NetworkError (connection refused, 5xx, bad gateway), Conflict, unparsable answers:
-        # all are Telegram-side or transient; the drainer's attempt limit bounds the retries.
-        return RetryLater(self._network_backoff, reason)
+        # TimedOut, NetworkError (connection refused or dropped, 5xx, bad gateway), Conflict,
+        # unparsable answers: all are Telegram-side or transient.
+        return RetryLater(self._network_backoff, reason, maybe_delivered=_maybe_delivered(exc))
+
+
+# httpx failures that happen before the request leaves (nothing can have been delivered)
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def _maybe_delivered(exc: TelegramError) -> bool:
+    """Whether the request may have reached Telegram although no answer came back.
+
+    PTB raises ``TimedOut`` / ``NetworkError`` *from* the httpx error, so its cause says how
+    far the request got: a connect or pool failure never left; an HTTP answer (a 5xx, which
+    has no httpx cause) says it was not processed; a read timeout or a connection dropped
+    after writing may have been delivered.
+    """
+    cause = exc.__cause__
+    if isinstance(exc, TimedOut):
+        return not (isinstance(cause, _NOT_SENT) or str(exc).startswith("Pool timeout"))
+    return isinstance(cause, httpx.TransportError) and not isinstance(cause, _NOT_SENT)
 
 
 @contextlib.contextmanager
