@@ -41,7 +41,7 @@ def replay(
     from signalcast.core.timeframes import timeframe_to_timedelta
     from signalcast.db.engine import init_db
     from signalcast.scheduler.jobs import candle_close_tick
-    from signalcast.tasks.runner import task_runtime, wait_chain
+    from signalcast.tasks.runner import task_runtime, wait_tick
 
     settings = load_settings(config)
     settings = Settings(settings.file.model_copy(update={"data": settings.file.data.model_copy(
@@ -55,10 +55,8 @@ def replay(
             _run_training(settings, t0, None, None, None)
         for i in range(ticks):
             now = t0 + i * step + timedelta(seconds=settings.schedule.predict_delay_seconds)
-            for result in candle_close_tick(engine, settings, now, job=run_id):
-                failure = wait_chain(result)
-                if failure:
-                    console.print(f"[red]tick {now:%Y-%m-%d %H:%M} failed[/red]: {failure}")
+            for failure in wait_tick(candle_close_tick(engine, settings, now, job=run_id)):
+                console.print(f"[red]tick {now:%Y-%m-%d %H:%M} failed[/red]: {failure}")
     from signalcast.cli.admin import print_status
 
     print_status(settings, brief=True)
@@ -220,19 +218,27 @@ def ingest(
 def tick(
     at: Annotated[str | None, typer.Option(help="tick time (ISO, UTC; default now)")] = None,
     wait: Annotated[bool, typer.Option(help="wait for the tick's tasks to finish")] = True,
+    redo: Annotated[bool, typer.Option(
+        help="enqueue the tick again under fresh task ids even if scheduled_enqueues records "
+             "it (work lost with the broker's data); idempotent")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Enqueue one candle-close tick now, exactly as the scheduler would (needs workers)."""
     from signalcast.db.engine import init_db
     from signalcast.scheduler.jobs import candle_close_tick
-    from signalcast.tasks.runner import task_runtime, wait_chain
+    from signalcast.scheduler.reconcile import redo_tick
+    from signalcast.tasks.runner import task_runtime, wait_tick
 
     settings = load_settings(config)
     engine = init_db(settings.env.database_url)
     with task_runtime(settings):
-        results = candle_close_tick(engine, settings, parse_time(at))
-        console.print(f"enqueued {len(results)} asset tick(s)")
-        failures = [f for f in (wait_chain(r) for r in results) if f] if wait else []
+        enqueue = redo_tick if redo else candle_close_tick
+        results = enqueue(engine, settings, parse_time(at))
+        again = " again" if redo else ""
+        console.print(f"enqueued {len(results)} asset tick(s){again}")
+        if not results and not redo:
+            console.print("already enqueued for this time; pass --redo to enqueue it again")
+        failures = wait_tick(results) if wait else []
     for failure in failures:
         console.print(f"[red]failed[/red]: {failure}")
     if failures:

@@ -16,6 +16,12 @@ class ScheduleConfig(Section):
     summary_cron: str = "0 8 * * *"  # daily summary alert (UTC, crontab syntax)
     health_check_minutes: int = Field(default=5, ge=1, le=1440)  # system check cadence
     alerts_retry_seconds: int = Field(default=30, ge=5, le=3600)  # drain waiting alerts
+    # the reconciler (scheduler/reconcile.py, docs/reliability.md)
+    reconcile_seconds: int = Field(default=60, ge=5, le=3600)  # how often it looks
+    tick_landing_seconds: int = Field(default=240, ge=5, le=86400)  # unseen work then: lost
+    pending_republish_seconds: int = Field(default=30, ge=5, le=3600)  # publish again after
+    max_tick_redos: int = Field(default=2, ge=0, le=10)  # re-enqueues of one tick's lost work
+    tick_drain_wait_seconds: int = Field(default=300, ge=0, le=3600)  # the tick's one drain
 
     @field_validator("retrain_cron", "summary_cron", "promotion_cron")
     @classmethod

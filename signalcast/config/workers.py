@@ -8,9 +8,17 @@ from signalcast.config.base import Section
 
 
 class WorkersConfig(Section):
-    """Celery worker behaviour (docs/reliability.md explains each default)."""
+    """Celery worker behaviour (docs/reliability.md explains each default).
 
-    visibility_timeout_seconds: int = Field(default=7200, ge=5)  # > longest train + queue wait
+    The Redis visibility timeout is one setting per broker connection, so it is sized for the
+    short queues: a message of a dead ``predict`` or ``alerts`` worker comes back after it (plus
+    one ``restore_sweep_seconds``). Training (the ``train`` queue) is acknowledged on receipt and
+    never waits on it: a killed pool child is retried at once, a dead host's training is
+    re-enqueued by the scheduler's reconciler after its hard time limit."""
+
+    # above every predict/alerts hard time limit (180 s) and retry countdown (120 s)
+    visibility_timeout_seconds: int = Field(default=200, ge=5)  # a dead worker's task returns
+    restore_sweep_seconds: int = Field(default=10, ge=1, le=300)  # how often workers look
     max_lost_deliveries: int = Field(default=3, ge=1)  # worker died mid-task this often: give up
     max_memory_per_child_mb: int = Field(default=2048, ge=64)
     max_tasks_per_child: int = Field(default=200, ge=1)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from signalcast.core.errors import SignalcastError
 from signalcast.db.engine import session_scope
@@ -83,3 +83,39 @@ def recorded_run(engine: Engine, task_id: str, retries: int, name: str,
         raise
     else:
         recorder._set(status="done", finished_at=utcnow(), error=None, result=recorder.result)
+
+
+FINAL = ("done", "failed")
+
+
+def run_states(engine: Engine, task_ids: list[str]) -> dict[str, TaskRun]:
+    """The run records of ``task_ids`` that exist, by id (one short read)."""
+    if not task_ids:
+        return {}
+    with session_scope(engine, readonly=True) as session:
+        rows = session.exec(select(TaskRun).where(col(TaskRun.task_id).in_(task_ids))).all()
+        return {row.task_id: row for row in rows}
+
+
+def work_settled(engine: Engine, per_asset: list[list[str]]) -> bool:
+    """True when every asset's tick work (its ingest, predict and resolve task ids) has a final
+    record: its ingest failed (nothing after it runs), or both predict and resolve ended."""
+    runs = run_states(engine, [i for ids in per_asset for i in ids])
+
+    def final(task_id: str) -> bool:
+        return task_id in runs and runs[task_id].status in FINAL
+
+    def settled(ids: list[str]) -> bool:
+        ingest, rest = ids[0], ids[1:]
+        return (ingest in runs and runs[ingest].status == "failed") or all(map(final, rest))
+
+    return all(settled(ids) for ids in per_asset)
+
+
+def mark_lost(engine: Engine, task_id: str, why: str) -> None:
+    """Record that a running task's process is gone (its message with it): the reconciler
+    enqueues it again, and the next start counts as one more lost delivery."""
+    with session_scope(engine) as session:
+        session.execute(update(TaskRun).where(TaskRun.task_id == task_id,
+                                              TaskRun.status == "running")
+                        .values(status="lost", error=why[:2000], finished_at=utcnow()))

@@ -1,18 +1,18 @@
 """Scheduler jobs: plain functions of ``now`` that only enqueue work.
 
-Each (job, fire time) is recorded in ``scheduled_enqueues`` in the same transaction as the
-enqueue, so a tick that fires twice (a restart, a second scheduler) is enqueued once, and a tick
-whose enqueue failed is not recorded and will be tried again.
+Each (job, fire time) is recorded in ``scheduled_enqueues`` (committed as pending before the
+publish, marked sent after: scheduler/enqueue.py), so a tick that fires twice (a restart, a
+second scheduler) is enqueued once, and the reconciler (scheduler/reconcile.py) finds
+enqueues whose publish or whose work did not land.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 
-from celery import chain, group
+from celery import group
 from celery.result import AsyncResult
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
@@ -22,70 +22,49 @@ from signalcast.alerts.rules import queue_summary_alerts, queue_system_alerts
 from signalcast.config import Settings
 from signalcast.core.timeframes import last_closed_open_time, utc
 from signalcast.db.engine import session_scope
-from signalcast.db.tables import AlertOutbox, ScheduledEnqueue
-from signalcast.db.upsert import insert_ignore
+from signalcast.db.tables import AlertOutbox
+from signalcast.scheduler.enqueue import enqueue_once
+from signalcast.scheduler.ticks import TickResults, asset_plan, drain_signature
 from signalcast.tasks import tasks
 from signalcast.tasks.enqueuer import train_signatures
 
 log = logging.getLogger(__name__)
-ENQUEUE_RETRY_SECONDS = 120.0
-
-
-def _enqueue_once(engine: Engine, job: str, fire_time: datetime, signature) -> AsyncResult | None:
-    """Enqueue ``signature`` unless (job, fire_time) was enqueued before. Retries with backoff
-    while the broker or database is unreachable, for up to ``ENQUEUE_RETRY_SECONDS``; then
-    raises (a tick is never dropped silently)."""
-    deadline = time.monotonic() + ENQUEUE_RETRY_SECONDS
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            with session_scope(engine) as session:
-                fresh = insert_ignore(session, ScheduledEnqueue,
-                                      {"job": job, "fire_time": fire_time, "task_ids": []},
-                                      keys=["job", "fire_time"])
-                if not fresh:
-                    log.info("%s at %s was enqueued before; skipped", job, fire_time)
-                    return None
-                return signature.apply_async()
-        except Exception as exc:  # broker or database briefly down: the row rolled back
-            if time.monotonic() > deadline:
-                log.error("enqueue of %s at %s failed %d times: %s", job, fire_time, attempt, exc)
-                raise
-            log.warning("enqueue of %s at %s failed (%s); retrying", job, fire_time, exc)
-            time.sleep(min(0.5 * 2**attempt, 5.0))
 
 
 def candle_close_tick(engine: Engine, settings: Settings, now: datetime,
-                      timeframe: str | None = None, *, job: str = "tick") -> list[AsyncResult]:
-    """After a candle close: per asset, ingest -> predict -> resolve outcomes -> send alerts.
+                      timeframe: str | None = None, *, job: str = "tick") -> TickResults:
+    """After a candle close: per asset ingest, then predict and resolve; one drain per
+    timeframe's tick (scheduler/ticks.py). Returns the per-asset results (``.drain``: the
+    drain's).
 
     ``job`` names the dedup key space: a replay uses its own so it never collides with the
     live scheduler's record of what it enqueued."""
     now = utc(now)
-    results = []
-    for asset in settings.assets:
-        if timeframe is not None and asset.timeframe != timeframe:
+    results = TickResults()
+    for tf in sorted({a.timeframe for a in settings.assets}):
+        if timeframe is not None and tf != timeframe:
             continue
-        candle_time = last_closed_open_time(now, asset.timeframe).isoformat()
-        key = f"{job}:{asset.symbol}:{candle_time}"
-        flow = chain(
-            tasks.ingest.si(asset.symbol, now.isoformat()).set(task_id=f"{key}:ingest"),
-            tasks.predict.si(asset.symbol, candle_time).set(task_id=f"{key}:predict"),
-            tasks.resolve.si(asset.symbol, now.isoformat()).set(task_id=f"{key}:resolve"),
-            tasks.send_alerts.si().set(task_id=f"{key}:alerts"),
-        )
-        result = _enqueue_once(engine, f"{job}:{asset.symbol}",
-                               last_closed_open_time(now, asset.timeframe), flow)
-        if result is not None:
-            results.append(result)
+        candle_time = last_closed_open_time(now, tf)
+        plans = []
+        for asset in (a for a in settings.assets if a.timeframe == tf):
+            plan = asset_plan(job, asset.symbol, tf, now, candle_time)
+            result = enqueue_once(engine, plan.job, candle_time, plan.flow,
+                                   deadline=plan.deadline)
+            if result is not None:
+                results.append(result)
+                plans.append(plan)
+        if plans:
+            results.drain = enqueue_once(
+                engine, f"drain:{job}:{tf}", candle_time,
+                drain_signature(job, tf, candle_time, plans, settings),
+                deadline=max(p.deadline for p in plans))
     return results
 
 
 def retrain_all(engine: Engine, settings: Settings, now: datetime) -> list[AsyncResult]:
     """The retrain cadence: train the champion family of every (asset, target)."""
     now = utc(now).replace(second=0, microsecond=0)
-    result = _enqueue_once(engine, "retrain", now, group(train_signatures(settings, now)))
+    result = enqueue_once(engine, "retrain", now, group(train_signatures(settings, now)))
     return [] if result is None else list(result.results)
 
 
@@ -93,7 +72,7 @@ def evaluate_promotions(engine: Engine, settings: Settings, now: datetime) -> As
     """The promotion cadence: enqueue one promotion round (champion against challengers on
     shared resolved outcomes) on the train queue, once per fire time."""
     now = utc(now).replace(second=0, microsecond=0)
-    return _enqueue_once(engine, "promotions", now,
+    return enqueue_once(engine, "promotions", now,
                          tasks.evaluate_promotions.si(now.isoformat())
                          .set(task_id=f"promotions:{now.isoformat()}"))
 
@@ -110,7 +89,7 @@ def daily_summary(engine: Engine, settings: Settings, now: datetime) -> AsyncRes
         queued = queue_summary_alerts(session, settings, now)
     if not queued:
         return None
-    return _enqueue_once(engine, "summary", now.replace(second=0, microsecond=0),
+    return enqueue_once(engine, "summary", now.replace(second=0, microsecond=0),
                          tasks.send_alerts.si())
 
 

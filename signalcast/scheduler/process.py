@@ -31,6 +31,7 @@ from signalcast.scheduler.jobs import (
     system_check,
 )
 from signalcast.scheduler.leader import LeaderLock
+from signalcast.scheduler.reconcile import reconcile
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,28 @@ def build_scheduler(settings: Settings, scheduler_cls=BlockingScheduler):
         IntervalTrigger(minutes=settings.schedule.health_check_minutes, timezone=UTC),
         id="system_check", name="system health check")
     scheduler.add_job(
+        lambda: reconcile(engine, settings, datetime.now(UTC),
+                          predict_backlog=lambda: _predict_backlog(settings)),
+        IntervalTrigger(seconds=settings.schedule.reconcile_seconds, timezone=UTC),
+        id="reconcile", name="reconcile enqueues with the work they should have produced")
+    scheduler.add_job(
         lambda: drain_due_alerts(engine, settings, datetime.now(UTC)),
         IntervalTrigger(seconds=settings.schedule.alerts_retry_seconds, timezone=UTC),
         id="drain_alerts", name="send alerts that wait")
     return scheduler
+
+
+def _predict_backlog(settings: Settings) -> int | None:
+    """Messages waiting in the predict queue (None when the broker cannot say)."""
+    if settings.env.broker_url is None:
+        return 0
+    from signalcast.ops.cluster import queue_depths
+
+    try:
+        return queue_depths(settings.env.broker_url)["predict"]
+    except Exception as exc:  # the broker is down: the reconciler looks again later
+        log.info("predict queue depth unknown (%s)", exc)
+        return None
 
 
 def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> None:

@@ -1,8 +1,18 @@
 """The Celery application: JSON only, three queues, at-least-once delivery.
 
-Tasks are acknowledged late (after they ran) so a crashed worker's task is redelivered; every task
-is idempotent, so a redelivery changes nothing. Messages are JSON only: pickle would let anyone
-who can write to Redis run code on the workers.
+Tasks of the ``predict`` and ``alerts`` queues are acknowledged late (after they ran) so a
+crashed worker's task is redelivered; every task is idempotent, so a redelivery changes nothing.
+Messages are JSON only: pickle would let anyone who can write to Redis run code on the workers.
+
+On time (docs/reliability.md): Redis redelivers an unacknowledged message after the visibility
+timeout, and that timeout is one per broker connection, not per queue. It is sized for the short
+queues (``workers.visibility_timeout_seconds``, 200 s: above every late-acknowledged task's hard
+time limit), so a dead host's prediction comes back within minutes. Training keeps its own
+terms: ``train`` and ``evaluate_promotions`` are acknowledged on receipt, so an hours-long fit
+never waits on (or is redelivered by) that timeout; a killed pool child is retried at once
+(``retry_on_worker_lost``), a dead host's training is re-enqueued by the scheduler's reconciler
+once its hard time limit has passed (scheduler/reconcile.py). Workers take a message only when a
+process is free (``worker_disable_prefetch``): nothing waits unacknowledged behind a long task.
 
 Without a broker URL the app runs *embedded*: an in-memory transport and a real Celery worker
 thread inside the process (see :func:`embedded_worker`), so the demo needs no external service.
@@ -19,15 +29,16 @@ from celery.signals import setup_logging, worker_process_init
 from kombu import Queue
 
 from signalcast.config import Settings
+from signalcast.core.errors import ConfigError
 from signalcast.core.logs import set_service_level
 from signalcast.core.queues import QUEUES
 
 # (soft, hard) time limits per task, seconds. Enforced by the prefork pool only. The visibility
 # timeout (config ``workers.visibility_timeout_seconds``) must stay above the longest of these
-# plus queue wait, or a long training is redelivered while it still runs (celery #5935).
+# among late-acknowledged tasks, or a task is redelivered while it still runs (celery #5935).
 TIME_LIMITS = {
     "signalcast.train": (30 * 60, 35 * 60),
-    "signalcast.ingest": (5 * 60, 6 * 60),
+    "signalcast.ingest": (150, 180),  # a tick's ingest; long backfills run from the CLI
     "signalcast.predict": (60, 90),
     "signalcast.resolve": (120, 180),
     "signalcast.send_alerts": (120, 180),
@@ -36,7 +47,23 @@ TIME_LIMITS = {
 EMBEDDED_BROKER = "memory://localhost/"
 EMBEDDED_BACKEND = "cache+memory://"
 
+ACKED_ON_RECEIPT = ("signalcast.train", "signalcast.evaluate_promotions")
+LONGEST_RETRY_COUNTDOWN = 120  # tasks.RETRY retry_backoff_max: a countdown waits unacknowledged
+
 app = Celery("signalcast", include=["signalcast.tasks.tasks"])
+
+
+def check_visibility(visibility_timeout: int) -> None:
+    """Refuse a visibility timeout that would redeliver a late-acknowledged task (or a retry
+    waiting for its countdown) while it still runs."""
+    longest = max([LONGEST_RETRY_COUNTDOWN, *(hard for name, (_soft, hard) in TIME_LIMITS.items()
+                                              if name not in ACKED_ON_RECEIPT)])
+    if visibility_timeout <= longest:
+        raise ConfigError(
+            f"workers.visibility_timeout_seconds is {visibility_timeout}; it must be above "
+            f"{longest} s (the longest hard time limit of a predict/alerts task, or retry "
+            "countdown), or a task is redelivered while it still runs. Set it to at least "
+            f"{longest + 20}")
 
 
 def configure(settings: Settings, celery_app: Celery = app) -> Celery:
@@ -50,7 +77,11 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
     # a task that has not run yet under this one.
     celery_app._local.__dict__.pop("backend", None)
     workers = settings.workers
-    transport_options = {"visibility_timeout": workers.visibility_timeout_seconds}
+    check_visibility(workers.visibility_timeout_seconds)
+    transport_options = {"visibility_timeout": workers.visibility_timeout_seconds,
+                         # look for a dead worker's messages every restore_sweep_seconds
+                         "unacked_restore_interval": workers.restore_sweep_seconds,
+                         "unacked_restore_throttle": 1}
     celery_app.conf.update(
         broker_url=broker,
         result_backend=backend,
@@ -61,6 +92,7 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        worker_disable_prefetch=settings.env.broker_url is not None,  # Redis only
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue="predict",
         task_routes={

@@ -30,13 +30,27 @@ TASK_TIMEOUT_S = 600
 
 
 def wait_chain(result: AsyncResult, timeout: float = TASK_TIMEOUT_S) -> str | None:
-    """Wait for every link of a chain, oldest first. Returns the first failure, or None."""
+    """Wait for every link of a chain (a group's members included), oldest first. Returns the
+    first failure, or None."""
     links = []
     while result is not None:
         links.append(result)
         result = result.parent
     for link in reversed(links):
-        link.get(timeout=timeout, interval=0.005, propagate=False)
-        if link.failed():
-            return f"{link.id}: {link.result!r}"
+        for member in getattr(link, "results", None) or [link]:
+            member.get(timeout=timeout, interval=0.005, propagate=False)
+            if member.failed():
+                return f"{member.id}: {member.result!r}"
     return None
+
+
+def wait_tick(results: list[AsyncResult], timeout: float = TASK_TIMEOUT_S) -> list[str]:
+    """Wait for a tick's per-asset work, then its one drain (``results.drain``, when any);
+    returns the failures."""
+    failures = [f for f in (wait_chain(r, timeout) for r in results) if f]
+    drain = getattr(results, "drain", None)
+    if drain is not None:
+        failure = wait_chain(drain, timeout)
+        if failure:
+            failures.append(failure)
+    return failures

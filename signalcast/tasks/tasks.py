@@ -4,13 +4,21 @@ Arguments are ids and primitives (JSON); each task re-reads state itself. Every 
 idempotent (database unique keys), so a retry or a redelivery changes nothing. Temporary outages
 (database or broker hiccups) are retried with backoff; domain errors (bad data, unknown names)
 fail at once with their message recorded on the task run.
+
+Retries live in one layer per operation (docs/reliability.md): an exchange call and a late
+candle are retried inside ``ingest`` by the exchange layer (``data.max_retries``, backoff,
+Retry-After), so Celery retries ``ingest`` only for database outages; everything else that is
+temporary is retried here, by Celery. Trainings (the ``train`` queue) are acknowledged on
+receipt and retried at once when their pool child dies (``retry_on_worker_lost``); a dead
+host's training is re-enqueued by the reconciler.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 
 from celery import Task
 from sqlalchemy.exc import OperationalError
@@ -19,11 +27,18 @@ from signalcast.config.runtime import get_settings
 from signalcast.core.errors import TemporaryError
 from signalcast.core.logs import log_context
 from signalcast.db.engine import get_engine, session_scope
-from signalcast.ops.runs import recorded_run
+from signalcast.ops.runs import recorded_run, work_settled
 from signalcast.tasks.app import app
+
+log = logging.getLogger(__name__)
 
 RETRY = {"autoretry_for": (TemporaryError, OperationalError), "retry_backoff": 2,
          "retry_backoff_max": 120, "retry_jitter": True, "max_retries": 8}
+DB_RETRY = {**RETRY, "autoretry_for": (OperationalError,)}  # the exchange layer retries its own
+# the train queue: acknowledged on receipt (its hours-long work never waits on the short
+# visibility timeout); a killed pool child is retried after a few seconds
+TRAIN = {**RETRY, "acks_late": False, "retry_on_worker_lost": True, "default_retry_delay": 3}
+DRAIN_POLL_MAX_SECONDS = 2.0
 
 
 def _engine():
@@ -50,7 +65,7 @@ def _when(iso: str) -> datetime:
     return datetime.fromisoformat(iso)
 
 
-@app.task(name="signalcast.ingest", bind=True, **RETRY)
+@app.task(name="signalcast.ingest", bind=True, **DB_RETRY)
 def ingest(self: Task, asset: str, now: str) -> dict:
     from signalcast.pipeline.ingest import ingest_asset
 
@@ -61,11 +76,20 @@ def ingest(self: Task, asset: str, now: str) -> dict:
 
 
 @app.task(name="signalcast.predict", bind=True, **RETRY)
-def predict(self: Task, asset: str, candle_time: str) -> dict:
+def predict(self: Task, asset: str, candle_time: str, deadline: str | None = None) -> dict:
+    """Predict ``asset`` at ``candle_time``; after ``deadline`` (the tick's: the candle's next
+    close) nothing is predicted and the run says why."""
     from signalcast.pipeline.predict import predict_asset
 
     args = {"asset": asset, "candle_time": candle_time}
     with _recorded(self, "predict", args) as run:
+        if deadline is not None and datetime.now(UTC) > _when(deadline):
+            why = (f"too late: the tick's deadline {deadline} passed (the candle's next close); "
+                   "a signal now would carry the price levels of then")
+            log.warning("%s at %s: %s", asset, candle_time, why)
+            run.result = {"asset": asset, "candle_time": candle_time, "predictions": 0,
+                          "alerts": 0, "skipped": {"*": why}, "expired": True}
+            return run.result
         with session_scope(_engine()) as session:
             run.result = predict_asset(session, get_settings(), asset, _when(candle_time)).to_dict()
         return run.result
@@ -86,7 +110,7 @@ def resolve(self: Task, asset: str, now: str) -> dict:
         return run.result
 
 
-@app.task(name="signalcast.train", bind=True, **RETRY)
+@app.task(name="signalcast.train", bind=True, **TRAIN)
 def train(self: Task, asset: str, target: str, family: str, now: str) -> dict:
     from signalcast.lifecycle.train import train_model
 
@@ -101,7 +125,7 @@ def train(self: Task, asset: str, target: str, family: str, now: str) -> dict:
         return run.result
 
 
-@app.task(name="signalcast.evaluate_promotions", bind=True, **RETRY)
+@app.task(name="signalcast.evaluate_promotions", bind=True, **TRAIN)
 def evaluate_promotions(self: Task, now: str) -> dict:
     from signalcast.lifecycle.promote import promotion_round
 
@@ -111,10 +135,17 @@ def evaluate_promotions(self: Task, now: str) -> dict:
 
 
 @app.task(name="signalcast.send_alerts", bind=True, **RETRY)
-def send_alerts(self: Task) -> dict:
+def send_alerts(self: Task, after: list[list[str]] | None = None,
+                until: str | None = None) -> dict:
+    """Drain the outbox. A tick's drain names its assets' work (``after``: per asset the
+    ingest, predict and resolve task ids) and re-schedules itself (a short countdown, no
+    worker blocked) until each asset's work has a final record or ``until`` passed."""
     from signalcast.alerts.drain import drain_outbox
     from signalcast.notifier.transports import transports_for
 
+    if after and datetime.now(UTC) < _when(until) and not work_settled(_engine(), after):
+        raise self.retry(countdown=min(DRAIN_POLL_MAX_SECONDS, 0.05 * 2**self.request.retries),
+                         max_retries=None)
     with _recorded(self, "send_alerts", {}) as run:
         settings = get_settings()
         run.result = drain_outbox(_engine(), transports_for(settings), settings=settings).to_dict()
