@@ -25,7 +25,7 @@ from signalcast.notifier.transports import set_console_writer
 from signalcast.ops import summary
 from signalcast.scheduler.jobs import candle_close_tick
 from signalcast.tasks.enqueuer import train_signatures
-from signalcast.tasks.runner import task_runtime, wait_chain
+from signalcast.tasks.runner import task_runtime, wait_chain, wait_tick
 from signalcast.tasks.tasks import ingest
 
 
@@ -87,10 +87,7 @@ def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
         delay = timedelta(seconds=settings.schedule.predict_delay_seconds)
         for i in range(1, ticks + 1):
             now = t0 + i * step + delay
-            for result in candle_close_tick(engine, settings, now):
-                failure = wait_chain(result)
-                if failure:
-                    failures.append(failure)
+            failures += wait_tick(candle_close_tick(engine, settings, now))
             if i % 24 == 0 or i == ticks:
                 console.print(f"  tick {i}/{ticks} ({now:%Y-%m-%d %H:%M} UTC)")
 
