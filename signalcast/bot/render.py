@@ -72,6 +72,16 @@ def status(data: dict[str, Any], now: datetime) -> str:
     lines.append(f"Last tick: {_when(tick)}" + (f" ({_ago(tick, now)})" if tick else ""))
     lines.append(f"Champions: {data['champions']} of {data['expected_champions']} "
                  f"(asset x target) | running tasks: {data['running_tasks']}")
+    gates = [(a["asset"], t, g) for a in data["assets"] for t, g in a.get("gates", {}).items()]
+    held = [(a, t, g) for a, t, g in gates if not g["open"]]
+    if gates:
+        lines.append(f"Signal alerts: {len(gates) - len(held)} of {len(gates)} targets show "
+                     "skill (walk-forward Brier skill vs base rate, lower bound > 0)")
+    for asset, target, gate in held[:6]:
+        wf = gate.get("walk_forward") or {}
+        skill = wf.get("brier_skill")
+        figure = "" if skill is None else f" skill {skill:+.3f} (low {wf['skill_lower']:+.3f})"
+        lines.append(f"  held {escape(asset)} {escape(target)}:{figure}")
     alerts = data["alerts_today"]
     lines.append("Alerts today: " + (", ".join(f"{n} {escape(s)}" for s, n in
                                                sorted(alerts.items())) or "none"))

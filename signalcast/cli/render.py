@@ -21,19 +21,24 @@ def render_status(data: dict[str, Any], console: Console, brief: bool = False) -
     for col in ("asset", "last closed candle", "champions", "open gaps"):
         table.add_column(col)
     for a in data["assets"]:
-        champions = "\n".join(f"{t}: {c}" for t, c in sorted(a["champions"].items())) or \
+        champions = "\n".join(f"{t}: {escape(c)}" for t, c in sorted(a["champions"].items())) \
+            or \
             "[red]none: train one[/red]"
         table.add_row(escape(a["asset"]), a["last_candle"] or "[yellow]none[/yellow]",
                       champions, _gaps_cell(a.get("gaps", [])))
     console.print(table)
     if data["targets"]:
         results = Table(title="served predictions")
-        for col in ("asset", "target", "predictions", "resolved", "hit rate", "alerts sent"):
+        for col in ("asset", "target", "predictions", "resolved", "hit rate", "always maj",
+                    "alerts sent"):
             results.add_column(col, justify="left" if col in ("asset", "target") else "right")
         for t in data["targets"]:
             rate = "-" if t["hit_rate"] is None else f"{t['hit_rate']:.0%}"
+            majority = t.get("majority_rate")
             results.add_row(escape(t["asset"]), t["target"], str(t["predictions"]),
-                            str(t["resolved"]), rate, str(t["alerts_sent"]))
+                            str(t["resolved"]), rate,
+                            "-" if majority is None else f"{majority:.0%}",
+                            str(t["alerts_sent"]))
         console.print(results)
     if not brief:
         console.print(f"alerts: {_counts_line(data['alerts'])}")

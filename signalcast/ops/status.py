@@ -15,6 +15,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from signalcast.alerts.gate import GateState, signal_gate
 from signalcast.config import Settings
 from signalcast.core.ports import ClusterProbe
 from signalcast.core.timeframes import timeframe_to_timedelta
@@ -57,6 +58,27 @@ def collect_cluster(engine: Engine, settings: Settings, now: datetime, *,
     return state
 
 
+def champion_line(family: str, version: int, metrics: dict[str, Any], gate: GateState) -> str:
+    """``hmm v2: skill +0.069 (low +0.047) vs base rate, AUC 0.64 (null 0.50+-0.03); alerts
+    open``: the held-out figures beside their benchmarks, and whether its alerts go out."""
+    def num(key: str, fmt: str) -> str:
+        value = metrics.get(key)
+        return "?" if value is None else format(value, fmt)
+
+    head = f"{family} v{version}"
+    if "gate_open" not in metrics:
+        figures = "no walk-forward figures (retrain)"
+    else:
+        figures = (f"skill {num('brier_skill', '+.3f')} (low {num('skill_lower', '+.3f')}) vs "
+                   f"base rate, AUC {num('auc', '.2f')} (null {num('auc_null_mean', '.2f')}"
+                   f"+-{num('auc_null_sd', '.2f')})")
+    live = ""
+    if gate.live is not None:
+        live = f", live skill {gate.live['skill']:+.3f} on {gate.live['n']}"
+    state = "open" if gate.open else f"held: {gate.reason}"
+    return f"{head}: {figures}{live}; alerts {state}"
+
+
 def _collect_tables(engine: Engine, settings: Settings, now: datetime) -> dict[str, Any]:
     day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     with session_scope(engine, readonly=True) as session:
@@ -64,16 +86,19 @@ def _collect_tables(engine: Engine, settings: Settings, now: datetime) -> dict[s
         for cfg in settings.assets:
             newest = last_candle_time(session, cfg.symbol, cfg.timeframe)
             champions = session.exec(select(  # columns only: artifacts stay in the database
-                ModelVersion.target, ModelVersion.family, ModelVersion.version,
+                ModelVersion.id, ModelVersion.target, ModelVersion.family, ModelVersion.version,
                 ModelVersion.metrics).where(
                 ModelVersion.asset == cfg.symbol, ModelVersion.role == "champion")).all()
+            gates = {m.target: signal_gate(session, settings, cfg.symbol, m.target, m.id)
+                     for m in champions}
             assets.append({
                 "asset": cfg.symbol, "timeframe": cfg.timeframe,
                 "last_candle": newest.isoformat() if newest else None,
                 "gaps": open_gaps(session, cfg.symbol, cfg.timeframe),
-                "champions": {m.target: f"{m.family} v{m.version} "
-                              f"(AUC {m.metrics.get('auc') or float('nan'):.3f})"
+                "champions": {m.target: champion_line(m.family, m.version, m.metrics,
+                                                      gates[m.target])
                               for m in champions},
+                "gates": {t: g.to_dict() for t, g in gates.items()},
             })
         return {
             "database": settings.redacted()["environment"]["database_url"],
@@ -81,7 +106,7 @@ def _collect_tables(engine: Engine, settings: Settings, now: datetime) -> dict[s
             "alerts": summary.alert_counts(session),
             "tasks": summary.task_counts(session),
             "rows": summary.table_counts(session),
-            "targets": [vars(s) | {"hit_rate": s.hit_rate}
+            "targets": [vars(s) | {"hit_rate": s.hit_rate, "majority_rate": s.majority_rate}
                         for s in summary.target_summaries(session)],
             "alerts_today": dict(session.exec(
                 select(AlertOutbox.status, func.count()).where(AlertOutbox.created_at >= day)
