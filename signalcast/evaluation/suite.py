@@ -50,6 +50,15 @@ def quick_params(family: str) -> dict[str, Any]:
     return params
 
 
+def purging_params(family: str, params: dict[str, Any], horizon: int) -> dict[str, Any]:
+    """``params`` with ``horizon`` raised to the target's for a family that purges its own
+    out-of-fold fits (the ensembles): their combiner must not be fitted on overlapping
+    labels."""
+    if "horizon" in inspect.signature(registry.family_class(family).__init__).parameters:
+        return {**params, "horizon": max(int(params.get("horizon", 0)), horizon)}
+    return params
+
+
 def selected_families(names: Sequence[str] | None) -> list[str]:
     """``names`` validated against the registry (unknown names raise), else every family."""
     if not names:
@@ -98,6 +107,7 @@ def evaluate_settings(settings: Settings, candles: dict[str, pd.DataFrame], *,
                 oracle = markets[symbol].oracle_probability(cfg.symbol, target.pct,
                                                             target.horizon, len(frame))
             evaluations.append(evaluate_series(
-                frame, cfg.timeframe, target, {n: params_for(n) for n in names}, config,
+                frame, cfg.timeframe, target,
+                {n: purging_params(n, params_for(n), target.horizon) for n in names}, config,
                 asset=cfg.symbol, oracle=oracle, progress=progress))
     return evaluations

@@ -10,7 +10,6 @@ out-of-fold predictions and kept only where they beat the raw forecast on held-o
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from signalcast.evaluation.selection import (
     final_calibrator,
     skill_gate,
 )
+from signalcast.evaluation.suite import purging_params
 from signalcast.features import FEATURE_SET, feature_names
 from signalcast.features.labels import EXPIRED, UP
 from signalcast.models import registry
@@ -46,11 +46,7 @@ def candidate_families(settings: Settings) -> list[str]:
 def family_params(settings: Settings, family: str, horizon: int) -> dict[str, Any]:
     """The configured parameters; a family that purges internally (the ensembles' out-of-fold
     fits take ``horizon``) purges at least the target's horizon."""
-    params = settings.model_params(family)
-    init = inspect.signature(registry.family_class(family).__init__).parameters
-    if "horizon" in init:
-        params["horizon"] = max(int(params.get("horizon", 0)), horizon)
-    return params
+    return purging_params(family, settings.model_params(family), horizon)
 
 
 @dataclass
