@@ -246,7 +246,7 @@ def performance(session: Session, settings: Settings, since: datetime,
     from sklearn.metrics import roc_auc_score
 
     rows = session.exec(select(Prediction.asset, Prediction.target, Prediction.prob_up,
-                               Outcome.label).join(
+                               Prediction.prob_down, Outcome.label).join(
         Outcome, (Outcome.asset == Prediction.asset) & (Outcome.target == Prediction.target)
         & (Outcome.candle_time == Prediction.candle_time))
         .where(Prediction.served, Outcome.resolved_at > since, Outcome.resolved_at <= until)
@@ -254,10 +254,11 @@ def performance(session: Session, settings: Settings, since: datetime,
     out = []
     for asset in settings.assets:
         for target in settings.targets:
-            mine = [(p, label) for a, t, p, label in rows
+            # (P(up) - P(down), label): ranks like P(up | touched); > 0 says up
+            mine = [(p - (1.0 - p if q is None else q), label) for a, t, p, q, label in rows
                     if a == asset.symbol and t == target.key]
             resolved = [(p, label) for p, label in mine if label in (UP, DOWN)]
-            hits = sum((p >= 0.5) == (label == UP) for p, label in resolved)
+            hits = sum((p >= 0) == (label == UP) for p, label in resolved)
             ups = [label == UP for _, label in resolved]
             auc = (float(roc_auc_score(ups, [p for p, _ in resolved]))
                    if 0 < sum(ups) < len(ups) else None)

@@ -54,6 +54,21 @@ def demo_settings(database: Path, config: Path | None = None) -> Settings:
     return Settings(file, settings.env, settings.source)
 
 
+DEMO_CANDIDATES = ["hmm", "lightgbm"]
+
+
+def quick_selection(settings: Settings) -> Settings:
+    """The demo's fast path: unless the configuration lists ``models.candidates``, selection
+    by evidence runs among :data:`DEMO_CANDIDATES` on 4 folds (a full selection among every
+    built-in family costs about half a minute per (asset, target); the demo trains nine)."""
+    if settings.file.models.candidates or settings.file.models.champion != "auto":
+        return settings
+    models = settings.file.models.model_copy(update={"candidates": list(DEMO_CANDIDATES)})
+    training = settings.file.training.model_copy(update={"folds": 4, "bootstrap": 500})
+    file = settings.file.model_copy(update={"models": models, "training": training})
+    return Settings(file, settings.env, settings.source)
+
+
 def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
              history_days: int = 400, config: Path | None = None,
              console: Console | None = None) -> DemoReport:
@@ -63,7 +78,8 @@ def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
     database = (workdir / "demo.db").resolve()
     for stale in workdir.glob("demo.db*"):  # the demo's own previous run
         stale.unlink()
-    settings = demo_settings(database, config)  # no broker URL: the embedded worker
+    # no broker URL: the embedded worker
+    settings = quick_selection(demo_settings(database, config))
     engine = init_db(settings.env.database_url)
     step = timeframe_to_timedelta(settings.assets[0].timeframe)
     t0 = settings.data.start + timedelta(days=history_days)

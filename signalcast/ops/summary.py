@@ -33,19 +33,26 @@ class TargetSummary:
         return max(self.ups, self.resolved - self.ups) / self.resolved if self.resolved else None
 
 
+def says_up(prob_up: float, prob_down: float | None) -> bool:
+    """The more likely direction of a stored prediction is up (``prob_down`` None: a row from
+    before three outcomes, whose P(down) was ``1 - prob_up``)."""
+    return prob_up >= (1.0 - prob_up if prob_down is None else prob_down)
+
+
 def target_summaries(session: Session) -> list[TargetSummary]:
-    served = select(Prediction.asset, Prediction.target, Prediction.prob_up, Outcome.label).join(
+    served = select(Prediction.asset, Prediction.target, Prediction.prob_up, Prediction.prob_down,
+                    Outcome.label).join(
         Outcome, (Outcome.asset == Prediction.asset) & (Outcome.target == Prediction.target)
         & (Outcome.candle_time == Prediction.candle_time), isouter=True,
     ).where(Prediction.served)
     rows: dict[tuple[str, str], TargetSummary] = {}
-    for asset, target, prob_up, label in session.exec(served).all():
+    for asset, target, prob_up, prob_down, label in session.exec(served).all():
         s = rows.setdefault((asset, target), TargetSummary(asset, target, 0, 0, 0, 0, 0))
         s.predictions += 1
         if label in (UP, DOWN):
             s.resolved += 1
             s.ups += int(label == UP)
-            s.hits += int((prob_up >= 0.5) == (label == UP))
+            s.hits += int(says_up(prob_up, prob_down) == (label == UP))
         elif label is not None:
             s.expired += 1
     sent = select(AlertOutbox.asset, AlertOutbox.target, func.count()).where(
