@@ -23,7 +23,7 @@ from signalcast.db.tables import AlertOutbox, Prediction, ScheduledEnqueue, Task
 from signalcast.scheduler import enqueue
 from signalcast.scheduler.jobs import candle_close_tick
 from signalcast.scheduler.reconcile import reconcile
-from signalcast.tasks.app import app, configure, embedded_worker
+from signalcast.tasks.app import _forget_broker, app, configure, embedded_worker
 from signalcast.tasks.enqueuer import train_signatures
 from signalcast.tasks.runner import task_runtime
 from tests.conftest import seed_history, write_config
@@ -163,6 +163,8 @@ def test_redis_restarted_without_its_data_loses_no_tick(tmp_path, sqlite_url):
             candle_close_tick(engine, settings, at)
         redis_server.stop()
         redis_server.start()  # without its data: the queued ticks are gone
+        _forget_broker(app)  # this process's pooled connections died with the server
+        configure(settings)
         assert served(engine) == []
         with workers(env, app, count=2, log_dir=tmp_path):
             done = reconcile(engine, settings, later(settings), predict_backlog=lambda: 0)
