@@ -24,7 +24,7 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 config_cli = typer.Typer(help="Configuration.", no_args_is_help=True)
 
 for command in (run.demo, run.replay, run.train, run.predict, run.ingest, run.tick,
-                services.worker, services.scheduler, services.bot, services.metrics,
+                services.worker, services.scheduler, services.bot, services.metrics, services.web,
                 services.health, admin.status, evaluate.evaluate):
     cli.command()(command)
 db_cli.command("upgrade")(admin.db_upgrade)

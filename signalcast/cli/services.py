@@ -1,6 +1,7 @@
-"""Long-running processes and their probes: ``worker``, ``scheduler``, ``bot``, ``metrics``
-and ``health``. Thin: the work lives in :mod:`signalcast.tasks`, :mod:`signalcast.scheduler`,
-:mod:`signalcast.bot` and :mod:`signalcast.observability`."""
+"""Long-running processes and their probes: ``worker``, ``scheduler``, ``bot``, ``metrics``,
+``web`` and ``health``. Thin: the work lives in :mod:`signalcast.tasks`,
+:mod:`signalcast.scheduler`, :mod:`signalcast.bot`, :mod:`signalcast.observability` and
+:mod:`signalcast.web`."""
 
 from __future__ import annotations
 
@@ -108,6 +109,37 @@ def metrics(
         server.close()
 
 
+def web(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one)")]
+    = 8080,
+    host: Annotated[str, typer.Option(
+        help="address to listen on; beyond 127.0.0.1 it needs SIGNALCAST_WEB_TOKEN")]
+    = "127.0.0.1",
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the read-only dashboard on HOST:PORT: overview, per (asset, target) charts, alerts
+    log, task runs (docs/web.md)."""
+    from signalcast.core.logs import set_service_level
+    from signalcast.db.engine import init_db
+    from signalcast.tasks.enqueuer import probe_for
+    from signalcast.web.server import WebServer, serve_until
+
+    set_service_level(logging.INFO)
+    settings = load_settings(config)
+    token = settings.env.web_token.get_secret_value() if settings.env.web_token else None
+    server = WebServer(init_db(settings.env.database_url), settings, host=host, port=port,
+                       token=token, probe=probe_for(settings))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def started(url: str) -> None:
+        log.info("serving the dashboard on %s%s", url, "" if token else " (no token)")
+        typer.echo(f"serving the dashboard on {url}", err=True)
+
+    serve_until(stop, server, on_start=started)
+
+
 def health(
     worker: Annotated[str | None, typer.Option(
         "--worker", metavar="NAME",
@@ -115,14 +147,17 @@ def health(
     scheduler: Annotated[bool, typer.Option(
         "--scheduler", help="also require a scheduler leader (this replica or another)")]
     = False,
+    bot: Annotated[bool, typer.Option(
+        "--bot", help="also require the bot to be polling (its liveness file is fresh)")]
+    = False,
     timeout: Annotated[float, typer.Option(min=0.1, help="seconds per check")] = 3.0,
     config: ConfigOpt = None,
 ) -> None:
-    """Check the database and Redis answer (and a worker, or the scheduler lock): one line per
-    check, exit code 1 when one fails. Used as the containers' HEALTHCHECK."""
+    """Check the database and Redis answer (and a worker, the scheduler lock, or the bot's
+    polling): one line per check, exit code 1 when one fails. The containers' HEALTHCHECK."""
     from signalcast.observability.health import run_checks
 
-    checks = run_checks(load_settings(config), worker=worker, scheduler=scheduler,
+    checks = run_checks(load_settings(config), worker=worker, scheduler=scheduler, bot=bot,
                         timeout=timeout)
     for check in checks:
         typer.echo(check.line())

@@ -38,6 +38,7 @@ class EnvConfig(BaseSettings):
     artifact_key: SecretStr | None = None  # signs model artifacts; unset: see docs/production.md
     artifact_key_file: Path | None = None  # a file holding the artifact key (e.g. a secret)
     artifact_keys_old: SecretStr | None = None  # comma-separated previous keys, verify only
+    web_token: SecretStr | None = None  # the dashboard's access token; required off loopback
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None  # unset: per command
 
