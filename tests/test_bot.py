@@ -28,7 +28,7 @@ from signalcast.db.tables import ModelEvent, TaskRun
 from signalcast.lifecycle.train import train_model
 from signalcast.tasks import tasks
 from signalcast.tasks.app import app
-from tests.conftest import REDIS_URL, seed_history, write_config
+from tests.conftest import REDIS_URL, SMALL_CONFIG, seed_history, write_config
 from tests.fakes.broker import use_broker
 from tests.fakes.telegram_checks import gaps, signal_counts
 from tests.fakes.telegram_server import FakeTelegram
@@ -41,8 +41,12 @@ GROUP, OTHER = -5005, -6006  # the alert chats; an admin types /pause in GROUP
 CONFIG = {
     "assets": [{"symbol": "BTC/USDT"}],
     "targets": [{"pct": 0.01, "horizon": 24, "alert_threshold": 0.6}],
-    "alerts": {"console": False, "charts": False, "chat_interval_seconds": 0.05},
+    # the alerts here are of 2024 candles: the age limit is tested in test_delivery_drills
+    "alerts": {"console": False, "charts": False, "chat_interval_seconds": 0.05,
+               "max_signal_age_seconds": 10**9},
     "bot": {"poll_timeout_seconds": 1, "command_max_age_seconds": 60},
+    # about the bot, not skill: every target may alert (the skill gate is tested apart)
+    "models": {**SMALL_CONFIG["models"], "alert_without_skill": ["*"]},
 }
 HELP_HEADLINE = "<b>signalcast bot</b>"
 

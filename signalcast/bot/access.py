@@ -23,6 +23,7 @@ from typing import Any
 from telegram import Update
 from telegram.ext import ContextTypes
 
+from signalcast.bot.reply import reply
 from signalcast.config import Settings
 
 log = logging.getLogger(__name__)
@@ -82,21 +83,21 @@ def requires(role: Role) -> Callable[[Handler], Handler]:
                             message.chat_id)
                 if user.id not in access.refused:
                     access.refused.add(user.id)
-                    await message.reply_text(REFUSAL.format(user_id=user.id))
+                    await reply(message, REFUSAL.format(user_id=user.id), html=False)
                 return None
             if have < role:
                 log.info("viewer %s may not /%s", user.id, command)
-                await message.reply_text(f"Only admins may use /{command}. You may read: "
-                                         "/status, /signals, /models, /help.")
+                await reply(message, f"Only admins may use /{command}. You may read: "
+                                     "/status, /signals, /models, /help.", html=False)
                 return None
             age = access.now() - message.date
             if age > access.max_age:
                 log.info("expired /%s from %s: %.0f s old", command, user.id,
                          age.total_seconds())
-                await message.reply_text(
-                    f"Your /{command} of {message.date:%H:%M:%S} UTC arrived while I was away "
-                    f"({age.total_seconds():.0f} s ago) and has expired; it was not run. Send "
-                    "it again if you still want it.")
+                await reply(message, f"Your /{command} of {message.date:%H:%M:%S} UTC arrived "
+                            f"while I was away ({age.total_seconds():.0f} s ago) and has "
+                            "expired; it was not run. Send it again if you still want it.",
+                            html=False)
                 return None
             return await handler(update, context)
 

@@ -25,6 +25,7 @@ from signalcast.bot.access import Role, command_word, requires, role_of
 from signalcast.bot.context import BotContext
 from signalcast.bot.progress import follow_retrain
 from signalcast.bot.render import escape
+from signalcast.bot.reply import reply
 from signalcast.core.errors import SignalcastError, UnknownNameError
 from signalcast.lifecycle import admin as model_admin
 from signalcast.lifecycle.retrain import RetrainProgress, TaskState, start_retrain
@@ -56,7 +57,7 @@ def _actor(update: Update) -> str:
 
 
 async def _reply(update: Update, html: str) -> Message:
-    return await update.effective_message.reply_html(html, disable_web_page_preview=True)
+    return await reply(update.effective_message, html)
 
 
 async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -210,13 +211,13 @@ async def on_error(update: object, context: Context) -> None:
             return
         command = command_for(message.text)
         if command is not None and isinstance(error, UsageError | UnknownNameError):
-            await message.reply_html(render.usage(command, str(error)))
+            await reply(message, render.usage(command, str(error)))
         else:
-            await message.reply_html(escape(str(error)))
+            await reply(message, escape(str(error)))
         return
     ctx: BotContext | None = context.bot_data.get("ctx") if context.bot_data else None
     detail = "".join(traceback.format_exception(error)) if error else "unknown error"
     log.error("bot error: %s", ctx.redact(detail) if ctx else detail)
     if message is not None:
-        await message.reply_text("Sorry, that failed unexpectedly; the error is in the bot's "
-                                 "log.")
+        await reply(message, "Sorry, that failed unexpectedly; the error is in the bot's log.",
+                    html=False)

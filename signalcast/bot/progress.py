@@ -20,6 +20,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
 from signalcast.bot import render
+from signalcast.bot.reply import fit_message
 from signalcast.lifecycle.retrain import RetrainJob, retrain_progress
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,8 @@ async def follow_retrain(bot: Bot, chat_id: int, message_id: int, job: RetrainJo
                 await asyncio.sleep(wait)
                 continue  # read the state again: it may have moved on while we waited
             try:
-                await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id,
-                                            parse_mode=ParseMode.HTML)
+                await bot.edit_message_text(fit_message(text), chat_id=chat_id,
+                                            message_id=message_id, parse_mode=ParseMode.HTML)
             except RetryAfter as exc:
                 await asyncio.sleep(retry_after_seconds(exc))
                 continue

@@ -51,7 +51,7 @@ class AlertsConfig(Section):
     worker_silent_minutes: int = Field(default=10, ge=1)
     task_failures: int = Field(default=3, ge=1)
     failure_window_minutes: int = Field(default=60, ge=1)
-    max_signal_age_seconds: int | None = Field(default=None, ge=1)
+    max_signal_age_seconds: int | None = Field(default=None, ge=1)  # unset: one candle
 
     @field_validator("kinds", mode="before")
     @classmethod
@@ -87,9 +87,9 @@ class BotConfig(Section):
     status_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
     poll_timeout_seconds: int = Field(default=10, ge=0, le=50)
     health_check_minutes: int = Field(default=5, ge=0)  # 0: the bot runs no system check
-    liveness_file: str = "/tmp/signalcast-bot.alive"
-    liveness_seconds: int = Field(default=90, ge=5, le=3600)
-    conflict_grace_seconds: float = Field(default=30.0, ge=0, le=600)
+    liveness_file: str = "/tmp/signalcast-bot.alive"  # touched after every answered poll
+    liveness_seconds: int = Field(default=90, ge=5, le=3600)  # older: health --bot fails
+    conflict_grace_seconds: float = Field(default=30.0, ge=0, le=600)  # 409s, then exit
 
     @model_validator(mode="after")
     def _liveness_outlasts_a_poll(self) -> BotConfig:

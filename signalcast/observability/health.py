@@ -1,5 +1,5 @@
 """Health checks for containers and operators: does the database answer, does Redis answer,
-does this container's worker answer a ping, does a scheduler lead?
+does this container's worker answer a ping, does a scheduler lead, does the bot poll?
 
 ``signalcast health`` runs them (a Docker HEALTHCHECK); each is a plain function returning a
 :class:`Check`, never raising, each with a short timeout.
@@ -8,7 +8,9 @@ does this container's worker answer a ping, does a scheduler lead?
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from signalcast.config import Settings
 
@@ -101,11 +103,31 @@ def check_scheduler(settings: Settings, timeout: float = 3.0) -> Check:
     return Check("scheduler", True, f"{role} {holder_text.rsplit(':', 1)[0]}")
 
 
+def check_bot(settings: Settings) -> Check:
+    """The bot polls: its liveness file (touched after every answered ``getUpdates``) is
+    younger than ``bot.liveness_seconds``. Missing: the bot is not running, or it stopped
+    because Telegram refused it (its log says why)."""
+    path, limit = Path(settings.bot.liveness_file), settings.bot.liveness_seconds
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return Check("bot", False, f"not polling: no {path} (the bot is not running or "
+                                   "stopped; see its log)")
+    except OSError as exc:
+        return Check("bot", False, f"{path}: {type(exc).__name__}: {exc}")
+    if age > limit:
+        return Check("bot", False, f"not polling: last answered poll {age:.0f} s ago "
+                                   f"(bot.liveness_seconds {limit})")
+    return Check("bot", True, f"polling (last answered poll {age:.0f} s ago)")
+
+
 def run_checks(settings: Settings, *, worker: str | None = None, scheduler: bool = False,
-               timeout: float = 3.0) -> list[Check]:
+               bot: bool = False, timeout: float = 3.0) -> list[Check]:
     checks = [check_database(settings), check_broker(settings, timeout)]
     if worker:
         checks.append(check_worker(settings, worker, timeout))
     if scheduler:
         checks.append(check_scheduler(settings, timeout))
+    if bot:
+        checks.append(check_bot(settings))
     return checks

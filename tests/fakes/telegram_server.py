@@ -21,7 +21,9 @@ What it does, as Telegram does it:
   modified") or an unknown message;
 - ``getUpdates`` long-polls and follows the offset rules (updates below ``offset`` are confirmed
   and forgotten; a negative offset keeps only the last ``-offset`` updates);
-- ``deleteWebhook(drop_pending_updates=True)`` drops the queue.
+- ``deleteWebhook(drop_pending_updates=True)`` drops the queue;
+- a text over 4,096 characters (a caption over 1,024), counted after the HTML is parsed, is
+  refused with ``400 Bad Request: message is too long``.
 
 Test controls: ``push_message`` / ``push_callback_query`` script incoming updates; ``fail`` injects
 errors (429 with ``retry_after``, 400, 500, 502, ...) or delays for the next N calls; ``outage``
@@ -654,11 +656,21 @@ def _store_message(
         return message
 
 
+MESSAGE_LIMIT, CAPTION_LIMIT = 4096, 1024  # characters after entity parsing, in UTF-16 units
+
+
+def _check_length(text: str, limit: int, what: str) -> str:
+    if len(text.encode("utf-16-le")) // 2 > limit:
+        raise _ApiError(400, f"Bad Request: {what} is too long")
+    return text
+
+
 def _send_message(state: _State, params: dict[str, Any]) -> dict[str, Any]:
     _require(params, "chat_id")
     if not params.get("text"):
         raise _ApiError(400, "Bad Request: message text is empty")
-    text = _visible_text(params["text"], params.get("parse_mode"))
+    text = _check_length(_visible_text(params["text"], params.get("parse_mode")),
+                         MESSAGE_LIMIT, "message")
     extra: dict[str, Any] = {"text": text}
     if "reply_markup" in params:
         extra["reply_markup"] = params["reply_markup"]
@@ -684,13 +696,15 @@ def _send_photo(state: _State, params: dict[str, Any]) -> dict[str, Any]:
         ]
     }
     if params.get("caption"):
-        extra["caption"] = _visible_text(params["caption"], params.get("parse_mode"))
+        extra["caption"] = _check_length(_visible_text(params["caption"], params.get("parse_mode")),
+                                         CAPTION_LIMIT, "message caption")
     return _store_message(state, params, "photo", extra)
 
 
 def _edit_message_text(state: _State, params: dict[str, Any]) -> dict[str, Any]:
     _require(params, "chat_id", "message_id", "text")
-    text = _visible_text(params["text"], params.get("parse_mode"))
+    text = _check_length(_visible_text(params["text"], params.get("parse_mode")), MESSAGE_LIMIT,
+                         "message")
     with state.lock:
         for stored in state.messages:
             same_chat = str(stored.message["chat"]["id"]) == str(params["chat_id"])
