@@ -37,38 +37,39 @@ ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="why (kept in the
 
 
 
-def held_out_figures(metrics: dict) -> tuple[str, str, str, str, str]:
-    """(Brier vs base rate, skill with its lower bound, AUC vs its shift null, hit rate vs
-    always-majority, alerts) from a version's walk-forward metrics; "-" where a version has
-    none (trained before walk-forward evidence: its old figures were measured on its own
-    calibration rows and are not shown)."""
+def held_out_figures(metrics: dict) -> tuple[str, str]:
+    """(figures, alerts): the held-out walk-forward figures beside their benchmarks (Brier /
+    the causal base rate's, Brier skill with its lower bound, AUC / the label-shift null, hit
+    rate / always the majority direction) and whether its alerts go out. A version trained
+    before walk-forward evidence shows none: its old figures were measured on its own
+    calibration rows."""
     if "gate_open" not in metrics:
-        return "-", "-", "-", "-", "held: retrain"
+        return "no held-out figures (retrain)", "held"
+
     def num(key: str, fmt: str) -> str:
         value = metrics.get(key)
         return "-" if value is None else format(value, fmt)
-    return (f"{num('brier', '.3f')}/{num('brier_ref', '.3f')}",
-            f"{num('brier_skill', '+.3f')} ({num('skill_lower', '+.3f')})",
-            f"{num('auc', '.3f')}/{num('auc_null_mean', '.2f')}"
-            f"\u00b1{num('auc_null_sd', '.2f')}",
-            f"{num('hit_rate', '.0%')}/{num('majority_rate', '.0%')}",
-            "open" if metrics["gate_open"] else "held")
+
+    figures = (f"Brier {num('brier', '.3f')}/base {num('brier_ref', '.3f')} "
+               f"skill {num('brier_skill', '+.3f')} (low {num('skill_lower', '+.3f')})\n"
+               f"AUC {num('auc', '.3f')}/null {num('auc_null_mean', '.2f')}"
+               f"+-{num('auc_null_sd', '.2f')} hit {num('hit_rate', '.0%')}/majority "
+               f"{num('majority_rate', '.0%')}")
+    return figures, "open" if metrics["gate_open"] else "held"
 
 
 @models_cli.command("list")
 def list_models(asset: Annotated[str | None, typer.Argument(help="e.g. BTC/USDT")] = None,
                 config: ConfigOpt = None) -> None:
     """Model versions per asset and target, the champion first, with their held-out
-    (walk-forward) figures beside their benchmarks: Brier / the causal base rate's, Brier
-    skill (its block-bootstrap lower bound), AUC / the label-shift null (mean +- sd), hit rate
-    / always the majority direction, and whether its alerts go out (the skill gate)."""
+    (walk-forward) figures beside their benchmarks and whether their signal alerts go out
+    (the skill gate)."""
     from signalcast.lifecycle.admin import list_models as service
 
     settings, engine = settings_and_engine(config)
-    table = Table(title="models (held-out walk-forward figures)")
-    for col in ("asset", "target", "version", "role", "Brier/base", "skill (low)",
-                "AUC/null", "hit/maj", "alerts"):
-        table.add_column(col, no_wrap=True)
+    table = Table(title="models: held-out walk-forward figures vs benchmarks")
+    for col in ("asset", "target", "version", "role", "figures", "alerts"):
+        table.add_column(col, no_wrap=col != "figures")
     for m in service(engine, settings, asset):
         table.add_row(m.asset, m.target, f"{m.family}:{m.version}",
                       m.role if m.has_artifact else f"{m.role} (purged)",
