@@ -31,13 +31,15 @@ def recent_signals(engine: Engine, settings: Settings,
                     out.append({"asset": cfg.symbol, "target": target.key, "candle_time": None})
                     continue
                 pred, version = row
-                direction, prob = ("UP", pred.prob_up) if pred.prob_up >= 0.5 else (
-                    "DOWN", 1 - pred.prob_up)
+                p_down = 1 - pred.prob_up if pred.prob_down is None else pred.prob_down
+                direction, prob = ("UP", pred.prob_up) if pred.prob_up >= p_down else (
+                    "DOWN", p_down)
                 out.append({
                     "asset": cfg.symbol, "target": target.key, "candle_time": pred.candle_time,
                     "direction": direction, "probability": prob,
                     "band": confidence_band(prob, target.alert_threshold,
                                             settings.alerts.high_band_margin),
-                    "alert": prob >= target.alert_threshold,
+                    "alert": prob >= target.alert_threshold and pred.alert_held is None,
+                    "held": pred.alert_held,
                     "model": label(version)})
     return out
