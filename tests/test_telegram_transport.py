@@ -209,6 +209,29 @@ def test_an_unreachable_server_means_retry_later() -> None:
             transport.send(CHAT, "hi")
 
 
+@pytest.mark.integration
+def test_a_refused_connection_or_a_server_error_was_not_delivered(tg: FakeTelegram) -> None:
+    url = f"http://127.0.0.1:{free_port()}/bot"
+    with TelegramTransport("1:abcdefghij", url, timeout=1.0) as transport:
+        with pytest.raises(RetryLater) as refused:
+            transport.send(CHAT, "hi")
+    assert not refused.value.maybe_delivered and not refused.value.flood
+    tg.fail("sendMessage", 502)
+    with TelegramTransport(tg.token, tg.base_url, timeout=1.0) as transport:
+        with pytest.raises(RetryLater) as answered:
+            transport.send(CHAT, "hi")
+    assert not answered.value.maybe_delivered  # Telegram answered: it did not take it
+    assert tg.sent_messages(CHAT) == []
+
+
+@pytest.mark.integration
+def test_a_429_is_flood_control(tg: FakeTelegram, transport: TelegramTransport) -> None:
+    tg.fail("sendMessage", status=429, retry_after=1)
+    with pytest.raises(RetryLater) as raised:
+        transport.send(CHAT, "hi")
+    assert raised.value.flood and not raised.value.maybe_delivered
+
+
 # -- token hygiene -----------------------------------------------------------------------------
 
 
