@@ -51,12 +51,13 @@ ALL = "*"  # the asset column of summary alerts
 
 
 def alert_chats(settings: Settings) -> list[str]:
-    """The configured chats: the console (``alerts.console``) and, with a Telegram token,
-    ``SIGNALCAST_TELEGRAM_CHAT_IDS``."""
+    """The configured chats: the console (``alerts.console``), with a Telegram token
+    ``SIGNALCAST_TELEGRAM_CHAT_IDS``, and the ``notifiers`` endpoints (``webhook:<name>``,
+    ``discord:<name>``)."""
     chats = [CONSOLE_CHAT] if settings.alerts.console else []
     if settings.env.telegram_token is not None:
         chats += settings.telegram_chat_ids
-    return chats
+    return chats + settings.notifiers.chat_ids
 
 
 def delivery_mode(pref: ChatPref | None, settings: Settings, kind: str,

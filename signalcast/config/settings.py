@@ -24,6 +24,7 @@ from signalcast.config.base import Section
 from signalcast.config.data import DataConfig
 from signalcast.config.environment import EnvConfig, mask_url_password, split_ids
 from signalcast.config.models import ModelsConfig, TrainingConfig
+from signalcast.config.notifiers import NotifiersConfig
 from signalcast.config.params import check_models
 from signalcast.config.routing import RoutePolicy, RoutingConfig, check_routed_targets
 from signalcast.config.schedule import ScheduleConfig
@@ -52,6 +53,7 @@ class FileConfig(Section):
     bot: BotConfig = BotConfig()
     workers: WorkersConfig = WorkersConfig()
     routing: RoutingConfig = RoutingConfig()
+    notifiers: NotifiersConfig = NotifiersConfig()
 
     @field_validator("assets")
     @classmethod
@@ -121,6 +123,10 @@ class Settings:
     @property
     def routing(self) -> RoutingConfig:
         return self.file.routing
+
+    @property
+    def notifiers(self) -> NotifiersConfig:
+        return self.file.notifiers
 
     # -- read from the environment ---------------------------------------------------------------
 

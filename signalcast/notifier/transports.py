@@ -34,7 +34,15 @@ def transports_for(settings: Settings) -> Callable[[str], Transport | None]:
             if telegram is None:
                 telegram = _telegram[key] = TelegramTransport(token, settings.env.telegram_api_url)
 
+    http: dict[str, Transport] = {}
+    if settings.notifiers.chat_ids:  # webhook:<name> and discord:<name> (notifiers section)
+        from signalcast.notifier.webhook import http_transports
+
+        http = http_transports(settings)
+
     def route(chat_id: str) -> Transport | None:
+        if chat_id.startswith(("webhook:", "discord:")):  # the notifiers section's chats
+            return http.get(chat_id)
         return _console if chat_id == CONSOLE_CHAT else telegram
 
     return route
