@@ -32,7 +32,9 @@ CONFIG = {
     "assets": [{"symbol": "BTC/USDT"}],
     "targets": [{"pct": 0.01, "horizon": 24, "alert_threshold": 0.51},
                 {"pct": 0.02, "horizon": 48, "alert_threshold": 0.51}],
-    "models": {"champion": "lightgbm", "params": {"lightgbm": {"n_estimators": 20}}},
+    # about delivery, not skill: every target may alert (the skill gate is tested apart)
+    "models": {"champion": "lightgbm", "params": {"lightgbm": {"n_estimators": 20}},
+               "alert_without_skill": ["*"]},
     "training": {"history_candles": 3000, "min_rows": 300},
     "alerts": {"console": False, "charts": True, "chart_candles": 48,
                "chat_interval_seconds": 0.2},

@@ -13,7 +13,7 @@ from sqlmodel import select
 from signalcast.cli.demo import run_demo
 from signalcast.db.engine import get_engine, session_scope
 from signalcast.db.tables import AlertOutbox, Candle, ModelVersion, Outcome, Prediction, TaskRun
-from tests.conftest import write_config
+from tests.conftest import SMALL_CONFIG, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +30,11 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None):
 def test_short_demo_fills_every_table_and_prints_a_summary(tmp_path):
     from rich.console import Console
 
+    # the pipeline end to end, not skill: every target may alert (the gate is tested apart)
     config = write_config(tmp_path / "demo.yaml", {
         "targets": [{"pct": 0.01, "horizon": 24, "alert_threshold": 0.55},
-                    {"pct": 0.02, "horizon": 48, "alert_threshold": 0.6}]})
+                    {"pct": 0.02, "horizon": 48, "alert_threshold": 0.6}],
+        "models": {**SMALL_CONFIG["models"], "alert_without_skill": ["*"]}})
     console = Console(record=True, width=120)
     report = run_demo(tmp_path / "demo", ticks=30, history_days=150, config=config,
                       console=console)
