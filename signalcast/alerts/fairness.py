@@ -13,7 +13,7 @@ serves the heads oldest first, one message per chat per pass:
 
 >>> limiter = SendRateLimiter(chat_interval=1.0, group_per_minute=20, global_per_second=30)
 >>> limiter.record("42", 100.0)
->>> limiter.wait("42", 100.2)
+>>> round(limiter.wait("42", 100.2), 3)
 0.8
 """
 
