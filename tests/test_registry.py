@@ -54,6 +54,19 @@ def test_a_family_whose_optional_library_is_missing_says_which_extra_to_install(
     assert isinstance(caught.value, ConfigError)
 
 
+def test_training_by_evidence_skips_families_whose_library_is_not_installed(monkeypatch,
+                                                                            config_path):
+    from signalcast.config import load_settings
+    from signalcast.lifecycle.evidence import candidate_families
+
+    settings = load_settings(config_path)
+    assert {"xgboost", "river"} <= set(candidate_families(settings))
+    monkeypatch.setitem(sys.modules, "xgboost", None)
+    assert not registry.is_installed("xgboost") and registry.is_installed("lightgbm")
+    families = candidate_families(settings)
+    assert "xgboost" not in families and {"lightgbm", "river"} <= set(families)
+
+
 def test_every_optional_library_is_an_extra_and_in_all():
     import tomllib
 

@@ -37,10 +37,12 @@ ENSEMBLES = ("weighted_ensemble", "stacking_ensemble")
 
 
 def candidate_families(settings: Settings) -> list[str]:
-    """``models.candidates``, or every built-in single family (ensembles are opt-in)."""
+    """``models.candidates``, or every built-in single family whose library is installed
+    (ensembles are opt-in; a lean install without the xgboost or river extra skips those)."""
     if settings.models.candidates:
         return list(settings.models.candidates)
-    return [name for name in registry.BUILTIN if name not in ENSEMBLES]
+    return [name for name in registry.BUILTIN
+            if name not in ENSEMBLES and registry.is_installed(name)]
 
 
 def family_params(settings: Settings, family: str, horizon: int) -> dict[str, Any]:

@@ -62,13 +62,18 @@ class FamilyNotInstalledError(ConfigError):
             f"for every family), or choose another family in models.champion / routing")
 
 
+def is_installed(family: str) -> bool:
+    """Whether ``family``'s optional library (if it has one) can be imported here."""
+    if family not in OPTIONAL_LIBRARIES:
+        return True
+    return importlib.util.find_spec(OPTIONAL_LIBRARIES[family][0]) is not None
+
+
 def require_library(family: str) -> None:
     """Raise :class:`FamilyNotInstalledError` when ``family`` is a built-in whose optional
     library is missing (checked without importing it)."""
-    if family in OPTIONAL_LIBRARIES:
-        module, extra = OPTIONAL_LIBRARIES[family]
-        if importlib.util.find_spec(module) is None:
-            raise FamilyNotInstalledError(family, module, extra)
+    if not is_installed(family):
+        raise FamilyNotInstalledError(family, *OPTIONAL_LIBRARIES[family])
 
 
 @cache
