@@ -150,6 +150,42 @@ def test_redis_keeps_queued_tasks_and_never_evicts_them():
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
 
 
+def test_redis_asks_for_a_password_that_every_client_and_the_health_check_send():
+    redis = SERVICES["redis"]
+    required = "${REDIS_PASSWORD:?"
+    assert option(redis["command"], "--requirepass").startswith(required)
+    assert redis["environment"]["REDISCLI_AUTH"].startswith(required)  # redis-cli ping logs in
+    for name in OURS:
+        assert OURS[name]["environment"]["SIGNALCAST_BROKER_URL"].startswith(
+            "redis://:" + required), name
+    assert SERVICES["flower"]["environment"]["CELERY_BROKER_URL"].startswith(
+        "redis://:" + required)
+
+
+def test_flower_and_the_dashboard_ask_for_credentials_and_publish_on_loopback_only():
+    assert SERVICES["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith(
+        "${FLOWER_BASIC_AUTH:?")
+    web = SERVICES["web"]
+    assert web["command"][0] == "web" and option(web["command"], "--host") == "0.0.0.0"
+    assert web["environment"]["SIGNALCAST_WEB_TOKEN"].startswith("${SIGNALCAST_WEB_TOKEN:?")
+    assert web["environment"]["SIGNALCAST_CONFIG"] == "/etc/signalcast/config.yaml"
+    assert "/healthz" in web["healthcheck"]["test"][3]
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def test_dockerfile_family_extras_name_extras_of_pyproject():
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    text = (REPO / "Dockerfile").read_text()
+    assert 'ARG FAMILY_EXTRAS=""' in text  # lean by default
+    for name in re.findall(r"FAMILY_EXTRAS=([a-z,]+)", text):
+        assert set(name.split(",")) <= set(extras), name
+
+
 def test_postgres_keeps_its_data_and_reports_ready_with_pg_isready():
     postgres = SERVICES["postgres"]
     assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
