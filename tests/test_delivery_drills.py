@@ -147,6 +147,19 @@ def test_a_timed_out_signal_telegram_dropped_is_reported_not_resent(drill, tg, t
     assert len(tg.calls_to("sendMessage")) == 2  # the signal once, the notice once
 
 
+def test_after_a_timeout_the_chats_next_alert_waits_out_the_backoff_across_drains(
+        drill, tg, transport):
+    engine, settings = drill(max_signal_age_seconds=10 * 3600, max_wait_seconds=0.1)
+    first, second = put(engine, PRIVATE, [hour(-1), hour(0)])
+    tg.fail("sendMessage", delay=1.5)
+    result = drain_outbox(engine, lambda chat: transport if chat == PRIVATE else None,
+                          settings=settings)
+    assert result.maybe_delivered == 1 and result.sent == 0  # the drain ended: Telegram is slow
+    [timed_out], [waiting] = rows(engine, id=first), rows(engine, id=second)
+    assert timed_out.status == "maybe_delivered" and waiting.status == "pending"
+    assert waiting.next_attempt_at >= timed_out.claimed_at + timedelta(seconds=0.2)
+
+
 def test_a_system_alert_whose_send_timed_out_is_sent_again(drill, tg, transport):
     engine, settings = drill()
     [row_id] = put(engine, PRIVATE, [hour(0)], kind="system")

@@ -113,10 +113,15 @@ def expire_signals(session: Session, settings: Settings, rows: Sequence[AlertOut
 
 
 def mark_maybe_delivered(session: Session, settings: Settings, row: AlertOutbox,
-                         reason: str) -> None:
+                         reason: str, pause_until: datetime | None = None) -> None:
     """Mark a row whose send may have arrived ``maybe_delivered`` (never sent again) and tell
-    the operator once (the notice is keyed by the row)."""
+    the operator once (the notice is keyed by the row). ``pause_until``: the chat's later
+    rows wait until then (a late delivery of this one should still arrive first)."""
     session.execute(update(AlertOutbox).where(AlertOutbox.id == row.id).values(
         status="maybe_delivered", last_error=f"maybe delivered, not resent: {reason}"[:500]))
+    if pause_until is not None:
+        session.execute(update(AlertOutbox).where(
+            AlertOutbox.chat_id == row.chat_id, AlertOutbox.status == "pending",
+            AlertOutbox.next_attempt_at < pause_until).values(next_attempt_at=pause_until))
     _notify(session, settings, f"delivery:uncertain:{row.id}", row.candle_time, {
         "check": "delivery_uncertain", "alert": describe(row), "reason": reason[:300]})

@@ -135,9 +135,10 @@ def _skip(engine: Engine, row: AlertOutbox, reason: str, now: datetime) -> bool:
         return result.rowcount == 1
 
 
-def _uncertain(engine: Engine, settings: Settings, row: AlertOutbox, reason: str) -> None:
+def _uncertain(engine: Engine, settings: Settings, row: AlertOutbox, reason: str,
+               pause_until: datetime | None = None) -> None:
     with session_scope(engine) as session:
-        mark_maybe_delivered(session, settings, row, reason)
+        mark_maybe_delivered(session, settings, row, reason, pause_until)
     log.warning("alert %d (%s) to %s may have been delivered (%s); not resent, operator told",
                 row.id, row.kind, row.chat_id, reason)
 
@@ -333,9 +334,10 @@ class _Drain:
     def _retry_later(self, row: AlertOutbox, exc: RetryLater) -> bool:
         """Not sent (or perhaps sent): pause the chat, keep its order; True: stop draining."""
         if exc.maybe_delivered and not resend_after_timeout(row.kind):
-            _uncertain(self.engine, self.settings, row, exc.reason)
+            until = self.now() + timedelta(seconds=exc.seconds)  # the chat waits, also
+            _uncertain(self.engine, self.settings, row, exc.reason, until)  # across drains
             self.result.maybe_delivered += 1
-            self.limiter.pause_chat(row.chat_id, self.now().timestamp() + exc.seconds)
+            self.limiter.pause_chat(row.chat_id, until.timestamp())
             return exc.seconds > self.settings.alerts.max_wait_seconds
         # the row stays its chat's head: the chat waits out the backoff, in order
         delay = min(MAX_BACKOFF_S, max(exc.seconds, 2.0 ** min(row.attempts, 8)))
