@@ -229,6 +229,7 @@ def deployment(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Deployment, 
             deploy.stop()
 
 
+@pytest.mark.timeout(1200)  # start-up, a training, minute ticks: ~100 s here, more when busy
 def test_compose_services_become_healthy_and_a_tick_flows_from_scheduler_to_alert(
         deployment):
     deploy, telegram = deployment
