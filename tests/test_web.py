@@ -36,7 +36,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-ASSET, TARGET = "BTC/USDT", "1pct_48"
+ASSET, TARGET, HELD_TARGET = "BTC/USDT", "1pct_48", "1pct_36"
 TOKEN = "web-test-token-" + "x" * 24
 
 
@@ -57,8 +57,10 @@ def fill_database(workdir: Path, ticks: int = 48, history_days: int = 150):
     config = write_config(workdir / "web.yaml", {
         "assets": [{"symbol": ASSET, "timeframe": "1h"}],
         # +-1% within 48 h is nearly always touched, so probabilities pass a 52% threshold
-        "targets": [{"pct": 0.01, "horizon": 48, "alert_threshold": 0.52}],
-        "models": {"champion": "lightgbm", "alert_without_skill": ["*"],
+        "targets": [{"pct": 0.01, "horizon": 48, "alert_threshold": 0.52},
+                    {"pct": 0.01, "horizon": 36, "alert_threshold": 0.52}],
+        # the first target alerts whatever its skill; the second's alerts wait for the gate
+        "models": {"champion": "lightgbm", "alert_without_skill": [TARGET],
                    "params": {"lightgbm": {"n_estimators": 30}}},
         "routing": {"default": {"shadows": ["random_forest"]}},
     })
@@ -149,22 +151,28 @@ def test_overview_shows_champions_alerts_tasks_and_the_last_tick_from_the_databa
     assert response.status == 200
     sent = count(engine, select(func.count()).select_from(AlertOutbox)
                  .where(AlertOutbox.status == "sent"))
-    served = count(engine, select(func.count()).select_from(Prediction)
-                   .where(Prediction.served))
-    assert sent > 0 and served == 48
-    assert page.inner_text("#card-champions b") == "1 / 1"
-    assert page.inner_text("#card-sent b") == str(sent)
-    [row] = cells(page, "served")
-    assert row[:3] == [ASSET, TARGET, str(served)]
-    assert row[6] == str(sent - count(engine, select(func.count()).select_from(AlertOutbox)
-                                      .where(AlertOutbox.status == "sent",
-                                             AlertOutbox.asset != ASSET)))
-    [asset_row] = cells(page, "assets")
     with session_scope(engine, readonly=True) as session:
-        champion = session.exec(select(ModelVersion).where(
-            ModelVersion.role == "champion")).one()
+        served = dict(session.exec(select(Prediction.target, func.count()).where(
+            Prediction.served).group_by(Prediction.target)).all())
+        held = dict(session.exec(select(Prediction.target, func.count()).where(
+            Prediction.served, col(Prediction.alert_held).is_not(None))
+            .group_by(Prediction.target)).all())
+        champions = {v.target: v for v in session.exec(select(ModelVersion).where(
+            ModelVersion.role == "champion"))}
         newest = session.exec(select(func.max(Prediction.candle_time))).one()
-    assert asset_row[2].startswith(f"{champion.family} v{champion.version}")
+    assert sent > 0 and served == {TARGET: 48, HELD_TARGET: 48}
+    assert held.get(HELD_TARGET, 0) > 0 and TARGET not in held
+    assert page.inner_text("#card-champions b") == "2 / 2"
+    assert page.inner_text("#card-sent b") == str(sent)
+    assert page.inner_text("#card-held b") == str(sum(held.values()))
+    rows = {row[1]: row for row in cells(page, "served")}
+    for target in (TARGET, HELD_TARGET):
+        assert rows[target][:3] == [ASSET, target, str(served[target])]
+        assert rows[target][7] == str(held.get(target, 0))
+    assert rows[TARGET][6] == str(sent)  # every sent alert is this target's
+    for row in cells(page, "assets"):
+        champion = champions[row[1]]
+        assert row[2].startswith(f"{champion.family} v{champion.version}")
     assert f"{newest:%Y-%m-%d %H:%M}" in page.inner_text("#last-tick")
     tasks = {r[0]: r[1:] for r in cells(page, "tasks")}
     assert tasks["train"][2] == "1"  # the one recorded failure
@@ -176,20 +184,22 @@ def test_target_page_draws_price_probabilities_alerts_reliability_and_comparison
         page, server, filled):
     engine, _ = filled
     page.goto(server.url + "/")
-    page.get_by_role("link", name=ASSET).click()  # the overview links each (asset, target)
+    page.locator("#assets a", has_text=TARGET).click()  # the overview links each pair
     page.wait_for_load_state()
     assert page.inner_text("h1") == f"{ASSET} · {TARGET}"
     with session_scope(engine, readonly=True) as session:
         signal_candles = set(session.exec(select(AlertOutbox.candle_time).where(
-            AlertOutbox.kind == "signal")).all())
+            AlertOutbox.kind == "signal", AlertOutbox.target == TARGET)).all())
         resolved = session.exec(select(func.count()).select_from(Prediction).join(
             Outcome, (Outcome.asset == Prediction.asset) & (Outcome.target == Prediction.target)
-            & (Outcome.candle_time == Prediction.candle_time)).where(Prediction.served)).one()
+            & (Outcome.candle_time == Prediction.candle_time)).where(
+            Prediction.served, Prediction.target == TARGET)).one()
         champ, shadow = aliased(Prediction), aliased(Prediction)
         shared = session.exec(select(func.count()).select_from(champ).join(
-            shadow, (shadow.candle_time == champ.candle_time) & (shadow.id != champ.id)).join(
-            Outcome, Outcome.candle_time == champ.candle_time).where(
-            champ.served, col(shadow.served).is_(False))).one()
+            shadow, (shadow.candle_time == champ.candle_time) & (shadow.target == TARGET)
+            & (shadow.id != champ.id)).join(
+            Outcome, (Outcome.candle_time == champ.candle_time) & (Outcome.target == TARGET))
+            .where(champ.served, champ.target == TARGET, col(shadow.served).is_(False))).one()
     # the price chart: one line of closes, the two served probabilities, a marker per alert
     price = page.locator("#price svg")
     assert price.locator("polyline.price-line").count() == 1
@@ -216,10 +226,30 @@ def test_target_page_draws_price_probabilities_alerts_reliability_and_comparison
     assert events[:2] == [["rolled_back", "random_forest v1", "lightgbm v1", "cli:web-test"],
                           ["promoted", "lightgbm v1", "random_forest v1", "cli:web-test"]]
     with session_scope(engine, readonly=True) as session:
-        stored = {f"{v.family} v{v.version}": v.role for v in session.exec(select(ModelVersion))}
+        stored = {f"{v.family} v{v.version}": v.role for v in session.exec(
+            select(ModelVersion).where(ModelVersion.target == TARGET))}
     assert {row[1]: row[2] for row in cells(page, "versions")} == stored
     assert stored["lightgbm v1"] == "champion"
+    assert page.inner_text("#n-held") == "0"
     screenshot(page, "target")
+
+
+def test_signals_the_skill_gate_held_are_marked_on_the_price_chart(page, server, filled):
+    engine, _ = filled
+    page.goto(server.url + "/")
+    page.locator("#assets a", has_text=HELD_TARGET).click()
+    page.wait_for_load_state()
+    with session_scope(engine, readonly=True) as session:
+        held = session.exec(select(Prediction.alert_held).where(
+            Prediction.served, Prediction.target == HELD_TARGET,
+            col(Prediction.alert_held).is_not(None))).all()
+        signals = session.exec(select(func.count()).select_from(AlertOutbox).where(
+            AlertOutbox.target == HELD_TARGET, AlertOutbox.kind == "signal")).one()
+    markers = page.locator("#price svg circle.held-marker")
+    assert held and markers.count() == len(held) and page.inner_text("#n-held") == str(len(held))
+    assert held[0] in markers.first.locator("title").text_content()  # why, on hover
+    assert signals == 0 and page.locator("#price svg polygon.alert-marker").count() == 0
+    screenshot(page, "target-held")
 
 
 def test_alerts_log_lists_the_newest_alerts_and_filters_by_status(page, server, filled):

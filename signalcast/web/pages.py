@@ -79,7 +79,9 @@ def _pct(value: float | None) -> str:
 # -- overview ------------------------------------------------------------------------------------
 
 
-def overview_page(status: dict[str, Any], targets: list[str]) -> str:
+def overview_page(status: dict[str, Any], targets: list[str],
+                  held: dict[tuple[str, str], int]) -> str:
+    """``held``: per (asset, target), served predictions whose signal the skill gate held."""
     cluster = status["cluster"]
     alerts_today = status.get("alerts_today", {})
     cards = "".join(f'<div class="card" id="card-{key}">{escape(name)}<b>{value}</b></div>'
@@ -87,8 +89,9 @@ def overview_page(status: dict[str, Any], targets: list[str]) -> str:
                         ("champions", "champions",
                          f"{status['champions']} / {status['expected_champions']}"),
                         ("sent", "alerts sent", status["alerts"].get("sent", 0)),
-                        ("held", "alerts held",
-                         sum(v for k, v in status["alerts"].items() if k != "sent")),
+                        ("held", "held by the skill gate", sum(held.values())),
+                        ("waiting", "alerts waiting",
+                         sum(status["alerts"].get(k, 0) for k in ("pending", "sending"))),
                         ("sent-today", "sent today", alerts_today.get("sent", 0)),
                         ("running", "tasks running", status["running_tasks"]),
                         ("predictions", "predictions", status["rows"].get("predictions", 0))))
@@ -97,9 +100,10 @@ def overview_page(status: dict[str, Any], targets: list[str]) -> str:
     for a in status["assets"]:
         for target in targets:
             champion = a["champions"].get(target)
+            href = escape(target_href(a["asset"], target))
             rows.append([
-                f'<a href="{escape(target_href(a["asset"], target))}">{escape(a["asset"])}</a>',
-                escape(target),
+                escape(a["asset"]),
+                f'<a href="{href}">{escape(target)}</a>',
                 escape(champion) if champion else '<span class="bad">none: train one</span>',
                 _when(a["last_candle"]),
                 str(len(a.get("gaps", []))) if a.get("gaps") else "0"])
@@ -108,10 +112,11 @@ def overview_page(status: dict[str, Any], targets: list[str]) -> str:
         table_id="assets") + "</section>")
     served = [[escape(t["asset"]), escape(t["target"]), str(t["predictions"]),
                str(t["resolved"]), str(t["expired"]), _pct(t["hit_rate"]),
-               str(t["alerts_sent"])] for t in status["targets"]]
+               str(t["alerts_sent"]), str(held.get((t["asset"], t["target"]), 0))]
+              for t in status["targets"]]
     parts.append("<section><h2>Served predictions</h2>" + _table(
-        ["asset", "target", "predictions", "resolved", "expired", "hit rate", "alerts sent"],
-        served, numeric={2, 3, 4, 5, 6}, table_id="served") + "</section>")
+        ["asset", "target", "predictions", "resolved", "expired", "hit rate", "alerts sent",
+         "held"], served, numeric={2, 3, 4, 5, 6, 7}, table_id="served") + "</section>")
     alert_rows = [[escape(k), str(v)] for k, v in sorted(status["alerts"].items())]
     task_rows = [[escape(name)] + [str(counts.get(s, 0)) for s in ("running", "done", "failed")]
                  for name, counts in sorted(status["tasks"].items())]
@@ -160,13 +165,14 @@ def target_page(asset: str, target: str, threshold: float, series: queries.Price
                 events: list[ModelEvent], versions: list[Any]) -> str:
     sent = sum(1 for a in series.alerts if a[3] == "sent")
     chart = svg.price_svg(series.times, series.closes, series.probabilities, series.alerts,
-                          threshold)
+                          threshold, series.held)
     parts = [f'<section id="price"><h2>Price, served probabilities and alerts</h2>'
              f'<p class="muted"><span id="n-candles">{len(series.times)}</span> newest candles, '
              f'<span id="n-served">{len(series.probabilities)}</span> served predictions '
              f'(green: P(up first), red: P(down first)), <span id="n-signals">'
-             f'{len(series.alerts)}</span> signal alerts ({sent} sent; ▲ up, ▼ down); dashed: '
-             f'the alert threshold {threshold:.0%}</p>{chart}</section>']
+             f'{len(series.alerts)}</span> signal alerts ({sent} sent; ▲ up, ▼ down), '
+             f'<span id="n-held">{len(series.held)}</span> held by the skill gate (grey '
+             f'rings); dashed: the alert threshold {threshold:.0%}</p>{chart}</section>']
     bin_rows = [[b.direction, f"{b.low:.0%}-{b.high:.0%}", str(b.n),
                  f"{b.mean_predicted:.3f}", f"{b.observed:.3f}"] for b in bins]
     by_direction = {d: [(b.mean_predicted, b.observed, b.n) for b in bins if b.direction == d]

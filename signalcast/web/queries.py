@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -52,6 +53,7 @@ class PriceSeries:
     closes: list[float]
     probabilities: list[tuple[datetime, float, float]]  # served (candle, P(up), P(down))
     alerts: list[tuple[datetime, str, float, str]]  # (candle, direction, probability, status)
+    held: list[tuple[datetime, str]]  # (candle, why): signals the skill gate held back
 
 
 def price_series(engine: Engine, settings: Settings, asset: str, target: str,
@@ -62,7 +64,8 @@ def price_series(engine: Engine, settings: Settings, asset: str, target: str,
         frame = read_candles(session, asset, timeframe, limit=candles)
         times = [t.to_pydatetime() for t in frame.index]
         start = times[0] if times else None
-        probs = select(Prediction.candle_time, Prediction.prob_up, Prediction.prob_down).where(
+        probs = select(Prediction.candle_time, Prediction.prob_up, Prediction.prob_down,
+                       Prediction.alert_held).where(
             Prediction.asset == asset, Prediction.target == target, Prediction.served)
         alerts = select(AlertOutbox.candle_time, AlertOutbox.payload, AlertOutbox.status).where(
             AlertOutbox.asset == asset, AlertOutbox.target == target,
@@ -81,8 +84,18 @@ def price_series(engine: Engine, settings: Settings, asset: str, target: str,
                         float(payload.get("probability", 0.0)), status)
     return PriceSeries(times=times, closes=[float(c) for c in frame["close"]],
                        probabilities=sorted({t: (t, up, _p_down(up, down))
-                                             for t, up, down in prob_rows}.values()),
-                       alerts=sorted(seen.values()))
+                                             for t, up, down, _ in prob_rows}.values()),
+                       alerts=sorted(seen.values()),
+                       held=sorted({t: (t, why) for t, _, _, why in prob_rows if why}.values()))
+
+
+def held_counts(engine: Engine) -> dict[tuple[str, str], int]:
+    """Served predictions per (asset, target) whose signal the skill gate held back."""
+    with session_scope(engine, readonly=True) as session:
+        rows = session.exec(select(Prediction.asset, Prediction.target, func.count()).where(
+            Prediction.served, col(Prediction.alert_held).is_not(None))
+            .group_by(Prediction.asset, Prediction.target).limit(10_000)).all()
+    return {(asset, target): n for asset, target, n in rows}
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,8 @@ class Dashboard:
             from signalcast.ops.status import collect_status
 
             data = collect_status(self.engine, self.settings, probe=self.probe, timeout=0.5)
-            return 200, pages.overview_page(data, [t.key for t in self.settings.targets])
+            return 200, pages.overview_page(data, [t.key for t in self.settings.targets],
+                                            queries.held_counts(self.engine))
         if path == "/target":
             return 200, self.target(query.get("asset", ""), query.get("target", ""))
         if path == "/alerts":

@@ -38,8 +38,10 @@ def _svg(width: int, height: int, label: str, body: list[str]) -> str:
 def price_svg(times: Sequence[datetime], closes: Sequence[float],
               probabilities: Sequence[tuple[datetime, float, float]],
               alerts: Sequence[tuple[datetime, str, float, str]],
-              threshold: float | None = None) -> str:
-    """Closes (top panel) with a marker per signal alert (up/down triangle at its candle), and
+              threshold: float | None = None,
+              held: Sequence[tuple[datetime, str]] = ()) -> str:
+    """Closes (top panel) with a marker per signal alert (up/down triangle at its candle) and a
+    grey ring per signal the skill gate held back (``held``), and
     the served P(up first) and P(down first) per candle (bottom panel, 0..1, the alert
     threshold dashed)."""
     if not times:
@@ -80,6 +82,13 @@ def price_svg(times: Sequence[datetime], closes: Sequence[float],
                     f'data-points="{len(shown)}" fill="none" stroke="{colour}" '
                     f'stroke-width="1.5" points="{line}"/>')
     close_at = {t.timestamp(): c for t, c in zip(times, closes, strict=True)}
+    for at, why in held:
+        ts = at.timestamp()
+        if t0 <= ts <= t1:
+            body.append(f'<circle class="held-marker" cx="{x(ts):.1f}" '
+                        f'cy="{y_price(close_at.get(ts, closes[-1])):.1f}" r="3.5" fill="none" '
+                        f'stroke="#9ca3af" stroke-width="1.5"><title>{at:%Y-%m-%d %H:%M} held: '
+                        f'{escape(why)}</title></circle>')
     for at, direction, prob, status in alerts:
         ts = at.timestamp()
         if not t0 <= ts <= t1:
