@@ -88,6 +88,18 @@ def landed(engine, settings) -> bool:
     return {s for j, s in rows(engine).items() if j.startswith("tick:")} == {"landed"}
 
 
+def _reconnect(celery_app) -> None:
+    """A stale pooled connection fails once (and is dropped) before a fresh one is made."""
+    import redis
+
+    for _ in range(10):
+        try:
+            celery_app.control.ping(timeout=0.2)
+            return
+        except redis.ConnectionError:
+            continue
+
+
 def _wait_for(predicate, what: str, timeout: float = 300) -> None:
     import time
 
@@ -165,6 +177,7 @@ def test_redis_restarted_without_its_data_loses_no_tick(tmp_path, sqlite_url):
         redis_server.start()  # without its data: the queued ticks are gone
         _forget_broker(app)  # this process's pooled connections died with the server
         configure(settings)
+        _reconnect(app)
         assert served(engine) == []
         with workers(env, app, count=2, log_dir=tmp_path):
             done = reconcile(engine, settings, later(settings), predict_backlog=lambda: 0)

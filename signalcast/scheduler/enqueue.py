@@ -71,7 +71,15 @@ def _with_retries(what: str, action: Callable[[], T]) -> T:
 def publish(signature: Signature | dict, what: str) -> AsyncResult:
     """Publish a signature (or its stored dict), retried while the broker is down."""
     sig = maybe_signature(signature, app=app)
-    return _with_retries(f"publish of {what}", lambda: sig.apply_async(retry=False))
+
+    def attempt() -> AsyncResult:
+        # Ask the broker first: a publish to a dead Redis would also subscribe every result of
+        # the tick to the result backend, whose reconnect budget (20 s) then runs out for good.
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1)
+        return sig.apply_async(retry=False)
+
+    return _with_retries(f"publish of {what}", attempt)
 
 
 def mark(engine: Engine, job: str, fire_time: datetime, **values: Any) -> bool:
