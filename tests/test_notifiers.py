@@ -269,8 +269,16 @@ def test_bad_notifier_config_stops_start_up_naming_the_field(tmp_path, endpoint_
     assert message in str(caught.value)
 
 
+def test_a_discord_url_in_the_file_is_refused_as_it_holds_the_token(tmp_path):
+    config = write_config(tmp_path / "d.yaml", {"notifiers": {"discord": [
+        {"name": "team", "url": "https://discord.com/api/webhooks/1/secret"}]}})
+    with pytest.raises(ConfigError, match="holds its token") as caught:
+        load_settings(config)
+    assert "url_env" in str(caught.value)
+
+
 def test_an_endpoint_listed_twice_is_refused(tmp_path):
     config = write_config(tmp_path / "twice.yaml", {"notifiers": {"discord": [
-        {"name": "team", "url": "https://a"}, {"name": "team", "url": "https://b"}]}})
+        {"name": "team", "url_env": "A"}, {"name": "team", "url_env": "B"}]}})
     with pytest.raises(ConfigError, match="repeated: team"):
         load_settings(config)

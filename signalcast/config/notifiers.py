@@ -112,7 +112,17 @@ class WebhookConfig(Endpoint):
 
 
 class DiscordConfig(Endpoint):
-    """A Discord channel webhook (Server settings > Integrations > Webhooks)."""
+    """A Discord channel webhook (Server settings > Integrations > Webhooks). Its URL holds
+    the webhook's token, so it is only read from the environment (``url_env``)."""
+
+    @field_validator("url")
+    @classmethod
+    def _not_in_the_file(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("a Discord webhook URL holds its token: put it in an environment "
+                             "variable (e.g. SIGNALCAST_DISCORD_TEAM_URL in .env) and name that "
+                             "variable in url_env")
+        return value
 
 
 class NotifiersConfig(Section):
