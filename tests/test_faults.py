@@ -237,8 +237,9 @@ def test_two_schedulers_fire_once_and_the_standby_takes_over(tmp_path, sqlite_ur
         from signalcast.db.tables import ScheduledEnqueue
 
         with session_scope(engine, readonly=True) as session:
-            return sorted(session.exec(select(ScheduledEnqueue.fire_time).where(
-                ScheduledEnqueue.job == "tick:BTC/USDT")).all())
+            return sorted(session.exec(select(ScheduledEnqueue.fire_time).where(  # published
+                ScheduledEnqueue.job == "tick:BTC/USDT", ScheduledEnqueue.status != "pending"))
+                .all())
 
     queue = redis.Redis.from_url(own_redis.url)
     a = scheduler("a")
