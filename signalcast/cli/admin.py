@@ -1,5 +1,5 @@
-"""Operator commands: ``db upgrade``, ``config show`` and ``status`` (the one status service,
-rendered by :mod:`signalcast.cli.render`)."""
+"""Operator commands: ``db upgrade``, ``db prune``, ``config show`` and ``status`` (the one
+status service, rendered by :mod:`signalcast.cli.render`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,28 @@ def db_upgrade(config: ConfigOpt = None) -> None:
         revision = upgrade(get_engine(settings.env.database_url))
     console.print(f"database at revision {revision}: "
                   f"{settings.redacted()['environment']['database_url']}")
+
+
+def db_prune(
+    keep_days: Annotated[float, typer.Option(
+        help="keep finished rows younger than this many days (at least 7)")] = 30,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count, delete nothing")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete finished alert_outbox, task_runs and scheduled_enqueues rows older than
+    --keep-days (pending alerts, running tasks and unlanded enqueues are kept)."""
+    from datetime import UTC, datetime
+
+    from signalcast.db.engine import get_engine
+    from signalcast.ops.retention import prune
+
+    settings = load_settings(config)
+    with database_errors(settings):
+        result = prune(get_engine(settings.env.database_url), datetime.now(UTC),
+                       keep_days=keep_days, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    console.print(f"{verb} (finished before {result.cutoff:%Y-%m-%d %H:%M} UTC): " + ", ".join(
+        f"{table} {count}" for table, count in result.deleted.items()))
 
 
 def config_show(config: ConfigOpt = None) -> None:

@@ -28,6 +28,7 @@ for command in (run.demo, run.replay, run.train, run.predict, run.ingest, run.ti
                 services.health, admin.status, evaluate.evaluate):
     cli.command()(command)
 db_cli.command("upgrade")(admin.db_upgrade)
+db_cli.command("prune")(admin.db_prune)
 config_cli.command("show")(admin.config_show)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(config_cli, name="config")
