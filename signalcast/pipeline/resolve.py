@@ -1,4 +1,11 @@
-"""Resolve predictions whose outcome is known, with the same first-touch function as training."""
+"""Resolve predictions whose outcome is known, with the same first-touch function as training.
+
+The work of one call does not grow with the stored history: only predictions of the last
+``horizon + RESOLVE_CATCH_UP`` candles are looked at (a tick resolves the one that just reached
+its horizon or touched a level; the catch-up covers a resolver that was down for a while), the
+candles read are those from the oldest still-pending prediction to ``now``, and the outcomes of
+one target are inserted in one statement.
+"""
 
 from __future__ import annotations
 
@@ -9,33 +16,51 @@ from sqlmodel import Session, select
 
 from signalcast.alerts.rules import queue_outcome_alerts
 from signalcast.config import Settings
-from signalcast.core.timeframes import last_closed_open_time
+from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
 from signalcast.db.candles import read_candles
 from signalcast.db.tables import Outcome, Prediction
-from signalcast.db.upsert import insert_ignore
+from signalcast.db.upsert import dialect_insert
 from signalcast.features import PENDING, resolve_first_touch
 
 log = logging.getLogger(__name__)
 
+# Candles beyond a target's horizon within which a pending prediction is still resolved by a
+# tick (two weeks of hourly candles). Older ones need ``since`` (a catch-up run).
+RESOLVE_CATCH_UP = 336
 
-def resolve_outcomes(session: Session, settings: Settings, asset: str, now: datetime) -> int:
+
+def pending_times(session: Session, asset: str, target: str, newest: datetime,
+                  since: datetime) -> list[datetime]:
+    """Candle times in [since, newest) with a prediction of ``target`` and no outcome yet."""
+    resolved = select(Outcome.candle_time).where(
+        Outcome.asset == asset, Outcome.target == target, Outcome.candle_time >= since,
+        Outcome.candle_time < newest)
+    return sorted(session.exec(
+        select(Prediction.candle_time).distinct().where(
+            Prediction.asset == asset, Prediction.target == target,
+            Prediction.candle_time >= since, Prediction.candle_time < newest,
+            Prediction.candle_time.not_in(resolved))).all())
+
+
+def resolve_outcomes(session: Session, settings: Settings, asset: str, now: datetime, *,
+                     since: datetime | None = None) -> int:
     """Record the outcome of every predicted candle of ``asset`` that has resolved by ``now``
     (a level touched, or the horizon passed). Only candles closed at ``now`` are used, so a
-    replay over stored history never peeks. Returns the number of outcomes added."""
+    replay over stored history never peeks. Predictions older than the target's horizon plus
+    :data:`RESOLVE_CATCH_UP` candles are left to a call with an earlier ``since``.
+    Returns the number of outcomes added."""
     asset_cfg = settings.asset(asset)
     newest = last_closed_open_time(now, asset_cfg.timeframe)
+    step = timeframe_to_timedelta(asset_cfg.timeframe)
     added = 0
     for target in settings.targets:
-        resolved = select(Outcome.candle_time).where(
-            Outcome.asset == asset_cfg.symbol, Outcome.target == target.key)
-        open_times = sorted(session.exec(
-            select(Prediction.candle_time).distinct().where(
-                Prediction.asset == asset_cfg.symbol, Prediction.target == target.key,
-                Prediction.candle_time < newest, Prediction.candle_time.not_in(resolved))).all())
+        start = since if since is not None else newest - (target.horizon + RESOLVE_CATCH_UP) * step
+        open_times = pending_times(session, asset_cfg.symbol, target.key, newest, start)
         if not open_times:
             continue
         candles = read_candles(session, asset_cfg.symbol, asset_cfg.timeframe,
                                start=open_times[0], end=newest)
+        rows = []
         for candle_time in open_times:
             if candle_time not in candles.index:
                 log.warning("%s: candle %s missing; cannot resolve", asset, candle_time)
@@ -43,9 +68,22 @@ def resolve_outcomes(session: Session, settings: Settings, asset: str, now: date
             outcome = resolve_first_touch(candles, candle_time, target.pct, target.horizon)
             if outcome.label == PENDING:
                 continue
-            row = {"asset": asset_cfg.symbol, "target": target.key, "candle_time": candle_time,
-                   "label": outcome.label, "bars": outcome.bars, "resolved_at": now}
-            if insert_ignore(session, Outcome, row, keys=["asset", "target", "candle_time"]):
-                added += 1
-                queue_outcome_alerts(session, settings, row)
+            rows.append({"asset": asset_cfg.symbol, "target": target.key,
+                         "candle_time": candle_time, "label": outcome.label,
+                         "bars": outcome.bars, "resolved_at": now})
+        for row in _insert_new(session, rows):
+            added += 1
+            queue_outcome_alerts(session, settings, row)
     return added
+
+
+def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
+    """Insert ``rows`` in one statement (a row whose key exists is skipped); the rows this call
+    inserted, in order."""
+    if not rows:
+        return []
+    stmt = dialect_insert(session, Outcome).on_conflict_do_nothing(
+        index_elements=["asset", "target", "candle_time"]).returning(
+        Outcome.__table__.c.candle_time)
+    inserted = {utc(t) for (t,) in session.connection().execute(stmt, rows).all()}
+    return [row for row in rows if utc(row["candle_time"]) in inserted]
