@@ -21,6 +21,9 @@ from sqlmodel import Session, create_engine
 from signalcast.core.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_S = 60
+PG_POOL_SIZE = 2  # per process: a prefork child runs one task at a time
+PG_MAX_OVERFLOW = 2
+PG_POOL_RECYCLE_S = 1800  # reopen connections older than this (idle-killing proxies)
 
 _engines: dict[tuple[int, str], Engine] = {}
 _lock = threading.Lock()
@@ -74,7 +77,10 @@ def make_engine(url: str) -> Engine:
         _configure_sqlite(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        # One prefork child runs one task at a time: one pooled connection (plus one for a
+        # nested read) is all it uses; 5 + 5 per child made 20 children hold 200 sockets.
+        return create_engine(url, pool_pre_ping=True, pool_size=PG_POOL_SIZE,
+                             max_overflow=PG_MAX_OVERFLOW, pool_recycle=PG_POOL_RECYCLE_S)
     raise ConfigError(
         f"unsupported database {parsed.get_backend_name()!r}; use sqlite:/// or postgresql://"
     )

@@ -11,7 +11,6 @@ the same prediction twice inserts nothing new. A target whose served prediction 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -32,17 +31,16 @@ from signalcast.db.tables import ModelVersion, Prediction
 from signalcast.db.upsert import upsert
 from signalcast.features import FEATURE_SET, MAX_LOOKBACK, feature_names, latest_features
 from signalcast.models.artifact import ArtifactIdentity, ArtifactKeys, ServedModel, load_artifact
+from signalcast.pipeline.model_cache import DEFAULT_BYTES, ModelCache
 from signalcast.routing.router import Decision, ModelOutput, Router, model_output
 
 log = logging.getLogger(__name__)
 
-# Loaded models by (version id, sha256), each authenticated (its MAC checked) when loaded.
-# An online model updated in place gets a new sha256 and
-# is loaded again; a rollback or promotion is served at the next candle (roles are read from
-# the database on every prediction).
-_cache: dict[tuple[int, str], ServedModel] = {}
-_cache_lock = threading.Lock()
-CACHE_SIZE = 256
+# Loaded models by (version id, sha256), each authenticated (its MAC checked) when loaded,
+# bounded by artifact bytes (256 MiB per process), least recently used first.
+# An online model updated in place gets a new sha256 and is loaded again; a rollback or
+# promotion is served at the next candle (roles are read from the database on every prediction).
+_cache = ModelCache(DEFAULT_BYTES)
 
 
 def served_model(version: ModelVersion, keys: ArtifactKeys) -> ServedModel:
@@ -67,8 +65,7 @@ def routed_model(session: Session, version: VersionRef, keys: ArtifactKeys) -> S
 
 
 def _cached(version_id: int, checksum: str) -> ServedModel | None:
-    with _cache_lock:
-        return _cache.get((version_id, checksum))
+    return _cache.get((version_id, checksum))
 
 
 def _load(version: ModelVersion | VersionRef, artifact: bytes | None, checksum: str,
@@ -80,12 +77,7 @@ def _load(version: ModelVersion | VersionRef, artifact: bytes | None, checksum: 
     model = load_artifact(artifact, checksum, mac=mac, identity=ArtifactIdentity.of(version),
                           keys=keys, feature_set=FEATURE_SET, features=feature_names(),
                           label=name)
-    with _cache_lock:
-        for stale in [k for k in _cache if k[0] == version_id]:
-            del _cache[stale]
-        if len(_cache) >= CACHE_SIZE:
-            _cache.pop(next(iter(_cache)))
-        _cache[(version_id, checksum)] = model
+    _cache.put((version_id, checksum), model, len(artifact), replaces=version_id)
     return model
 
 
