@@ -96,7 +96,7 @@ def metrics(
     set_service_level(logging.INFO)
     settings = load_settings(config)
     collector = SignalcastCollector(get_engine(settings.env.database_url), settings,
-                                    window=timedelta(minutes=window_minutes))
+                                    window=timedelta(minutes=window_minutes), cache_seconds=10)
     server = MetricsServer(collector, host=host, port=port).start()
     log.info("serving metrics on http://%s:%d/metrics", host, server.port)
     typer.echo(f"serving metrics on http://{host}:{server.port}/metrics", err=True)

@@ -8,6 +8,12 @@ prometheus_client's multiprocess mode and a shared directory per host), one smal
 worker processes on any number of hosts are counted once, a restarted exporter loses nothing,
 and the counters are the table counts themselves.
 
+A scrape's cost does not grow with the stored history: prediction and outcome counters are
+running totals kept by the exporter (rows up to a settled id are counted once, only the newest
+``SETTLE_IDS`` ids are recounted each scrape), the other queries read indexed recent rows or
+tables that retention keeps small (``signalcast db prune``), and the database figures are
+reused for ``cache_seconds`` (the CLI's exporter: 10 s) when scrapes come faster.
+
 Latencies are quantiles over a recent window (default one hour), exposed as gauges with a
 ``quantile`` label: candle close -> prediction stored (``tick_to_stored``) and candle close ->
 alert sent. Celery's own per-worker figures come from Flower's ``/metrics``.
@@ -43,6 +49,7 @@ from signalcast.db.tables import (
     TaskRun,
 )
 from signalcast.features.labels import DOWN, UP
+from signalcast.observability.tally import SETTLE_IDS, RunningTally  # noqa: F401 (docs)
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +93,15 @@ class SignalcastCollector:
 
     def __init__(self, engine: Engine, settings: Settings, *,
                  window: timedelta = timedelta(hours=1),
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 cache_seconds: float = 0.0):
         self.engine, self.settings, self.window, self.clock = engine, settings, window, clock
         self._timeframes = {a.symbol: timeframe_to_timedelta(a.timeframe)
                             for a in settings.assets}
+        self.cache_seconds = cache_seconds
+        self._cached: tuple[float, list[Metric]] | None = None
+        self._predicted = RunningTally(Prediction)
+        self._resolved = RunningTally(Outcome)
 
     def describe(self) -> list[Metric]:
         return []  # registering must not query the database
@@ -100,8 +112,7 @@ class SignalcastCollector:
         now = self.clock()
         database_up = 1
         try:
-            with session_scope(self.engine, readonly=True) as session:
-                families = list(self._database_metrics(session, now))
+            families = self._database_families(now)
         except Exception as exc:  # report the outage as a figure, keep serving the rest
             log.warning("metrics: database query failed: %s", exc)
             families, database_up = [], 0
@@ -114,6 +125,14 @@ class SignalcastCollector:
                                 time.perf_counter() - started)
 
     # -- database ----------------------------------------------------------------------------
+
+    def _database_families(self, now: datetime) -> list[Metric]:
+        if self._cached is not None and time.monotonic() - self._cached[0] < self.cache_seconds:
+            return self._cached[1]
+        with session_scope(self.engine, readonly=True) as session:
+            families = list(self._database_metrics(session, now))
+        self._cached = (time.monotonic(), families)
+        return families
 
     def _database_metrics(self, session: Session, now: datetime) -> Iterator[Metric]:
         yield from self._predictions(session)
@@ -135,11 +154,12 @@ class SignalcastCollector:
             "signalcast_prediction_fallbacks_total",
             "served predictions made by a fallback model because the chosen one failed",
             labels=["asset", "target"])
-        rows = session.exec(select(
+        totals = self._predicted.totals(session, lambda lo, hi: session.exec(select(
             Prediction.asset, Prediction.target, Prediction.served, func.count(),
             func.sum(case((Prediction.fallback.is_not(None), 1), else_=0)),
-        ).group_by(Prediction.asset, Prediction.target, Prediction.served)).all()
-        for asset, target, is_served, count, fallback_count in rows:
+        ).where(Prediction.id > lo, Prediction.id <= hi)
+            .group_by(Prediction.asset, Prediction.target, Prediction.served)).all())
+        for (asset, target, is_served), (count, fallback_count) in totals:
             if is_served:
                 served.add_metric([asset, target], count)
                 fallbacks.add_metric([asset, target], fallback_count or 0)
@@ -152,13 +172,14 @@ class SignalcastCollector:
         more likely direction (P(up) >= 0.5 means UP) is the one that touched first."""
         hit = case((or_(and_(Prediction.prob_up >= 0.5, Outcome.label == UP),
                         and_(Prediction.prob_up < 0.5, Outcome.label == DOWN)), 1), else_=0)
-        rows = session.exec(
+        rows = self._resolved.totals(session, lambda lo, hi: session.exec(
             select(Prediction.asset, Prediction.target, func.count(), func.sum(hit))
             .join(Outcome, (Outcome.asset == Prediction.asset)
                   & (Outcome.target == Prediction.target)
                   & (Outcome.candle_time == Prediction.candle_time))
-            .where(Prediction.served, Outcome.label.in_([UP, DOWN]))
-            .group_by(Prediction.asset, Prediction.target)).all()
+            .where(Prediction.served, Outcome.label.in_([UP, DOWN]), Outcome.id > lo,
+                   Outcome.id <= hi)
+            .group_by(Prediction.asset, Prediction.target)).all())
         resolved = CounterMetricFamily(
             "signalcast_outcomes_resolved_total",
             "served predictions whose target resolved UP or DOWN", labels=["asset", "target"])
@@ -169,7 +190,9 @@ class SignalcastCollector:
         rate = GaugeMetricFamily(
             "signalcast_live_hit_rate", "hits / resolved over all served predictions",
             labels=["asset", "target"])
-        for asset, target, count, hit_count in rows:
+        for (asset, target), (count, hit_count) in rows:
+            if not count:
+                continue
             resolved.add_metric([asset, target], count)
             hits.add_metric([asset, target], hit_count or 0)
             rate.add_metric([asset, target], (hit_count or 0) / count)
@@ -291,7 +314,10 @@ class SignalcastCollector:
             for queue, count in queue_depths(url).items():
                 depth.add_metric([queue], count)
             client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-            unacked = client.hlen("unacked")
+            try:
+                unacked = client.hlen("unacked")
+            finally:
+                client.close()
         except Exception as exc:
             log.warning("metrics: broker query failed: %s", exc)
             yield GaugeMetricFamily("signalcast_broker_up", "1 when Redis answered", 0)
