@@ -3,8 +3,10 @@
 The work of one call does not grow with the stored history: only predictions of the last
 ``horizon + RESOLVE_CATCH_UP`` candles are looked at (a tick resolves the one that just reached
 its horizon or touched a level; the catch-up covers a resolver that was down for a while), the
-candles read are those from the oldest still-pending prediction to ``now``, and the outcomes of
-one target are inserted in one statement.
+candles read are those from the oldest still-pending prediction to ``now``, labelled once per
+target by the first-touch function training uses (:func:`first_touch_labels`; each row looks only
+at the ``horizon`` candles after it, so this equals resolving each entry on its own), and the
+outcomes of one target are inserted in one statement.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import pandas as pd
 from sqlmodel import Session, select
 
 from signalcast.alerts.rules import queue_outcome_alerts
@@ -20,7 +23,7 @@ from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timed
 from signalcast.db.candles import read_candles
 from signalcast.db.tables import Outcome, Prediction
 from signalcast.db.upsert import dialect_insert
-from signalcast.features import PENDING, resolve_first_touch
+from signalcast.features import PENDING, first_touch_labels
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +63,22 @@ def resolve_outcomes(session: Session, settings: Settings, asset: str, now: date
             continue
         candles = read_candles(session, asset_cfg.symbol, asset_cfg.timeframe,
                                start=open_times[0], end=newest)
+        # One vectorised labelling of the frame: row i looks only at the ``horizon`` candles
+        # after it, so this is what resolve_first_touch gives for each entry, at once.
+        labels = first_touch_labels(candles, target.pct, target.horizon)
+        at = {t: i for i, t in enumerate(labels.index)}
+        label_col, bars_col = labels["label"].to_numpy(), labels["bars"].to_numpy()
         rows = []
         for candle_time in open_times:
-            if candle_time not in candles.index:
+            i = at.get(pd.Timestamp(utc(candle_time)))
+            if i is None:
                 log.warning("%s: candle %s missing; cannot resolve", asset, candle_time)
                 continue
-            outcome = resolve_first_touch(candles, candle_time, target.pct, target.horizon)
-            if outcome.label == PENDING:
+            if label_col[i] == PENDING:
                 continue
             rows.append({"asset": asset_cfg.symbol, "target": target.key,
-                         "candle_time": candle_time, "label": outcome.label,
-                         "bars": outcome.bars, "resolved_at": now})
+                         "candle_time": candle_time, "label": int(label_col[i]),
+                         "bars": int(bars_col[i]), "resolved_at": now})
         for row in _insert_new(session, rows):
             added += 1
             queue_outcome_alerts(session, settings, row)
