@@ -9,6 +9,10 @@ one Postgres database) it measures:
 
     python bench/bench_scaling.py --assets 8 --ticks 200 [--shadows xgboost,river]
 
+A capacity run (one candle close of many assets; peak RSS of each worker's pool process):
+
+    python bench/bench_scaling.py --assets 100 --counts 2 --noops 200 --ticks 200 --rounds 5
+
 Figures go to stdout and, with --json, to a file. Nothing here is asserted: machines are noisy.
 """
 
@@ -92,6 +96,18 @@ def tick_throughput(symbols: list[str], candles: list, n_ticks: int) -> tuple[fl
     return n_ticks / (time.perf_counter() - start), served
 
 
+def peak_rss_mb(procs) -> list[float]:
+    """Peak RSS (VmHWM, MiB) of each worker's pool processes (the prefork children)."""
+    out = []
+    for proc in procs:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        for pid in children or [str(proc.pid)]:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    out.append(round(int(line.split()[1]) / 1024, 1))
+    return out
+
+
 def tick_latency(symbols: list[str], candles: list, rounds: int) -> list[float]:
     """Seconds from enqueueing one tick (all assets) to its last prediction stored."""
     out = []
@@ -110,8 +126,11 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=200)
     parser.add_argument("--noops", type=int, default=2000)
     parser.add_argument("--shadows", default="", help="comma-separated shadow families")
+    parser.add_argument("--counts", default="1,2", help="worker process counts to run")
+    parser.add_argument("--rounds", type=int, default=15, help="ticks of all assets timed")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    counts = [int(c) for c in args.counts.split(",")]
     shadows = [s for s in args.shadows.split(",") if s]
 
     tmp = Path(tempfile.mkdtemp(prefix="signalcast-bench-"))
@@ -145,8 +164,8 @@ def main() -> None:
         figures = {"assets": args.assets, "targets": len(settings.targets),
                    "shadows": shadows, "runs": []}
         offset = 0
-        for count in (1, 2):
-            with workers(env, app, count=count, queues="predict"):
+        for count in counts:
+            with workers(env, app, count=count, queues="predict") as procs:
                 tasks.ping.apply_async(queue="predict").get(timeout=60)  # warm up
                 noop = raw_noop_rate(args.noops)
                 candles = [last - (offset + i) * step for i in range(per_round + 20)]
@@ -154,17 +173,21 @@ def main() -> None:
                 tick_throughput(symbols, candles[per_round:per_round + 2], len(symbols) * 2)
                 rate, served = tick_throughput(symbols, candles[:per_round],
                                                per_round * len(symbols))
-                latency = tick_latency(symbols, candles[per_round + 2:], 15)
+                latency = tick_latency(symbols, candles[per_round + 2:], args.rounds)
+                rss = peak_rss_mb(procs)
             run = {"workers": count, "noop_per_s": round(noop, 1),
                    "ticks_per_s": round(rate, 1), "ticks": per_round * len(symbols),
                    "predictions_served": served,
                    "tick_to_stored_median_ms": round(statistics.median(latency) * 1000, 1),
-                   "tick_to_stored_p95_ms": round(pct(latency, 0.95) * 1000, 1)}
+                   "tick_to_stored_p95_ms": round(pct(latency, 0.95) * 1000, 1),
+                   "peak_rss_mb": rss}
             figures["runs"].append(run)
             print(json.dumps(run), flush=True)
-        one, two = figures["runs"]
-        figures["tick_vs_noop_1w"] = round(one["ticks_per_s"] / one["noop_per_s"], 3)
-        figures["speedup_2w"] = round(two["ticks_per_s"] / one["ticks_per_s"], 2)
+        one = figures["runs"][0]
+        figures[f"tick_vs_noop_{counts[0]}w"] = round(one["ticks_per_s"] / one["noop_per_s"], 3)
+        if len(counts) > 1:
+            two = figures["runs"][1]
+            figures[f"speedup_{counts[1]}w"] = round(two["ticks_per_s"] / one["ticks_per_s"], 2)
         print(json.dumps({k: v for k, v in figures.items() if k != "runs"}))
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2))

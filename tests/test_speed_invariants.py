@@ -13,7 +13,7 @@ from sqlalchemy import event, func
 from sqlmodel import select
 
 from signalcast.core.errors import ConfigError
-from signalcast.core.timeframes import last_closed_open_time
+from signalcast.core.timeframes import last_closed_open_time, utc
 from signalcast.db.candles import read_candles
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import (
@@ -25,7 +25,7 @@ from signalcast.db.tables import (
     TaskRun,
 )
 from signalcast.db.upsert import upsert
-from signalcast.features import dataset
+from signalcast.features import dataset, resolve_first_touch
 from signalcast.lifecycle.train import train_model
 from signalcast.ops.retention import prune
 from signalcast.pipeline.model_cache import ModelCache
@@ -133,6 +133,31 @@ def test_resolution_reads_only_the_candles_pending_predictions_need(sqlite_url, 
     assert reads and max(reads) <= 61
 
 
+def test_batched_resolution_gives_what_resolving_each_entry_alone_gives(sqlite_url,
+                                                                       make_settings):
+    settings = make_settings(sqlite_url)
+    engine = init_db(sqlite_url)
+    now = seed_history(engine, settings)
+    start = now - timedelta(days=20)
+    for target in settings.targets:
+        train_model(engine, settings, ASSET, target.key, "lightgbm", now=start)
+    first = last_closed_open_time(start, "1h")
+    for i in range(80):  # past the longer horizon (48): resolved and still pending ones
+        tick(engine, settings, first + timedelta(hours=i))
+    newest = first + timedelta(hours=80)
+    with session_scope(engine, readonly=True) as session:
+        outcomes = session.exec(select(Outcome).where(Outcome.asset == ASSET)).all()
+        candles = read_candles(session, ASSET, "1h", start=first - timedelta(hours=1),
+                               end=newest)
+    assert {o.label for o in outcomes} >= {0, 1} and len(outcomes) > 50
+    for o in outcomes:
+        target = settings.target(o.target)
+        resolved_at = utc(o.resolved_at)
+        window = candles[candles.index <= last_closed_open_time(resolved_at, "1h")]
+        alone = resolve_first_touch(window, o.candle_time, target.pct, target.horizon)
+        assert (alone.label, alone.bars) == (o.label, o.bars), o
+
+
 def test_features_are_computed_once_per_asset_and_reused_across_targets(sqlite_url,
                                                                          make_settings):
     settings = make_settings(sqlite_url)
@@ -175,8 +200,8 @@ def test_model_cache_is_bounded_by_bytes_least_recently_used_first():
     assert cache.evictions == 1
 
 
-def test_prune_deletes_only_finished_rows_older_than_the_window(sqlite_url):
-    engine = init_db(sqlite_url)
+def test_prune_deletes_only_finished_rows_older_than_the_window(db_url):
+    engine = init_db(db_url)
     from datetime import UTC, datetime
 
     now = datetime(2026, 6, 1, tzinfo=UTC)
