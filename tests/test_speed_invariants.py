@@ -40,17 +40,25 @@ ASSET = "BTC/USDT"
 def counted(engine):
     """Count SQL statements and SQLite VM steps (in hundreds) run on ``engine``."""
     work = {"statements": 0, "steps": 0}
+    touched = []
+
+    def step() -> int:
+        work["steps"] += 1
+        return 0  # 0: go on
 
     def on_execute(conn, *_args):  # noqa: ANN001
         work["statements"] += 1
         raw = conn.connection.dbapi_connection
-        raw.set_progress_handler(lambda: work.__setitem__("steps", work["steps"] + 1) or 0, 100)
+        raw.set_progress_handler(step, 100)
+        touched.append(raw)
 
     event.listen(engine, "before_cursor_execute", on_execute)
     try:
         yield work
     finally:
         event.remove(engine, "before_cursor_execute", on_execute)
+        for raw in touched:
+            raw.set_progress_handler(None, 0)
 
 
 def tick(engine, settings, candle):

@@ -128,7 +128,9 @@ def predict_asset(session: Session, settings: Settings, asset: str,
     recorded: dict[str, dict[int, bool]] = {}
     for target_key, version_id, served in session.exec(
             select(Prediction.target, Prediction.model_version_id, Prediction.served).where(
-                Prediction.asset == asset_cfg.symbol, Prediction.candle_time == candle_time)):
+                Prediction.asset == asset_cfg.symbol,  # the targets too: the lookup index
+                Prediction.target.in_([t.key for t in settings.targets]),  # applies
+                Prediction.candle_time == candle_time)):
         recorded.setdefault(target_key, {})[version_id] = served
 
     router = Router(session, settings, asset_cfg.symbol, candle_time)
