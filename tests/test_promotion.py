@@ -85,7 +85,7 @@ def plant_outcomes(engine, now, champion_id: int, challenger_id: int, n: int, *,
             for vid, t, p, served, role in predictions],
             keys=["asset", "target", "model_version_id", "candle_time"])
         upsert(session, Outcome, outcomes, keys=["asset", "target", "candle_time"])
-    return n - len(range(0, n, 50))  # shared UP/DOWN outcomes
+    return n  # shared resolved outcomes (expired ones count: three outcomes)
 
 
 def routed(db_url, tmp_path, monkeypatch, **policy):
@@ -149,7 +149,8 @@ def test_challenger_that_is_not_better_is_kept(db_url, tmp_path, monkeypatch):
 
 
 def test_command_mode_notifies_once_and_leaves_the_champion(db_url, tmp_path, monkeypatch):
-    engine, settings, now, champion, challenger = routed(db_url, tmp_path, monkeypatch)
+    engine, settings, now, champion, challenger = routed(db_url, tmp_path, monkeypatch,
+                                                         promote_mode="command")
     plant_outcomes(engine, now, champion.id, challenger.id, 400, challenger_noise=0.03)
     first = evaluate_promotions(engine, settings, now)
     plant_outcomes(engine, now, champion.id, challenger.id, 450, challenger_noise=0.03)
@@ -171,5 +172,5 @@ def test_too_few_shared_outcomes_decide_nothing(db_url, tmp_path, monkeypatch):
     results = evaluate_promotions(engine, settings, now)
     decision = next(d for d in results if d["target"] == T1)
     assert (decision["decision"], decision["n_shared"]) == ("too_few", shared)
-    assert shared == 147  # expired outcomes and candles only one model predicted do not count
+    assert shared == 150  # expired outcomes count; candles only one model predicted do not
     assert table(engine, PromotionCheck) == [] and roles(engine)["const v1"] == "champion"

@@ -389,8 +389,9 @@ def test_runtime_override_changes_shadows_and_ab_without_a_restart(db_url, tmp_p
     from signalcast.routing.router import serves_challenger
 
     engine, settings, now = make_env(db_url, tmp_path)
-    champion = add_version(engine, "const", role="champion", p=0.8)
+    # older than the champion: not a challenger policy of its own, shadows only when configured
     shadow = add_version(engine, "const_b", p=0.3)
+    champion = add_version(engine, "const", role="champion", p=0.8)
     newest = last_closed_open_time(now, "1h")
     first, second, third = (newest - timedelta(hours=h) for h in (2, 1, 0))
     predict(engine, settings, first)

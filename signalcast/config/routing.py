@@ -39,10 +39,14 @@ class RoutePolicy(Section):
     open after ``breaker_failures`` consecutive failures, for ``breaker_cooldown_minutes`` of
     candle time) the ``fallback`` chain is tried in order: the previous champion version, then
     the online baseline (``routing.online_family``); nothing left means no signal and an
-    operator alert. A challenger replaces the champion once they share ``promote_min_outcomes``
-    resolved outcomes and its Brier loss is lower by ``promote_margin`` at
-    ``promote_significance`` (Diebold-Mariano, Newey-West lags = 2 x horizon); ``promote_mode``
-    ``auto`` promotes, ``command`` only notifies (an operator promotes with /promote).
+    operator alert. Retrains of the champion's family and challengers of other families
+    trained since the champion shadow it too; a challenger is judged as a policy (the union of
+    its successive versions' shadow predictions). It replaces the champion once they share
+    ``promote_min_outcomes`` resolved outcomes and its three-outcome Brier loss is lower by
+    ``promote_margin`` at ``promote_significance`` overall, spent over repeated looks
+    (Diebold-Mariano, Newey-West lags = 2 x horizon; signalcast.routing.promotion);
+    ``promote_mode`` ``auto`` promotes, ``command`` only notifies (an operator promotes with
+    /promote).
     """
 
     champion: str | None = None
@@ -56,7 +60,7 @@ class RoutePolicy(Section):
     promote_min_outcomes: int = Field(default=300, ge=10)
     promote_margin: float = Field(default=0.0, ge=0, lt=1)
     promote_significance: float = Field(default=0.05, gt=0, lt=0.5)
-    promote_mode: Literal["auto", "command"] = "command"
+    promote_mode: Literal["auto", "command"] = "auto"
 
     @field_validator("champion", "ab_challenger")
     @classmethod
@@ -96,6 +100,7 @@ class RoutingConfig(Section):
     drift_delta: float = Field(default=0.002, gt=0, lt=1)
     drift_min_samples: int = Field(default=100, ge=10)
     drift_retrain: bool = True
+    keep_champions: int = Field(default=5, ge=1, le=100)
 
     @field_validator("online_family")
     @classmethod

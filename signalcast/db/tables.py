@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -68,6 +68,9 @@ class ModelVersion(SQLModel, table=True):
         # The same data, target, family and params train the same model: one version, even
         # when a train task is redelivered while the first run still works.
         UniqueConstraint("asset", "target", "family", "data_fingerprint"),
+        # At most one champion per (asset, target), whoever writes (migration 0008).
+        Index("uq_model_versions_one_champion", "asset", "target", unique=True,
+              sqlite_where=text("role = 'champion'"), postgresql_where=text("role = 'champion'")),
     )
     id: int | None = Field(default=None, primary_key=True)
     asset: str = Field(max_length=40, index=True)

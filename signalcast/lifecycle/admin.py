@@ -111,25 +111,42 @@ def champion_trained(session: Session, settings: Settings, version: ModelVersion
                                      " UTC")
 
 
+class ChampionChanged(SignalcastError):
+    """The champion a promotion was tested against no longer serves: nothing was decided."""
+
+
 def promote_version(engine: Engine, settings: Settings, asset: str, target: str,
-                    version: str | int, actor: str, reason: str = "") -> ModelEvent:
-    """Make ``version`` (``3``, ``v3``, ``lightgbm:3`` or ``lightgbm v3``) the champion."""
+                    version: str | int, actor: str, reason: str = "", *,
+                    expect_champion_id: int | None = None,
+                    test: Mapping[str, Any] | None = None) -> ModelEvent:
+    """Make ``version`` (``3``, ``v3``, ``lightgbm:3`` or ``lightgbm v3``) the champion.
+
+    ``expect_champion_id`` fences an automatic promotion: when the champion is no longer that
+    version (an operator or another round changed it after the test ran), nothing changes and
+    :class:`ChampionChanged` says so. ``test``: the statistics of the promotion test, kept on
+    the audit row and in its announcement."""
     symbol, key = settings.asset(asset).symbol, settings.target(target).key
     with session_scope(engine) as session:
         versions = _lock_versions(session, symbol, key)
         chosen = _find_version(versions, str(version), symbol, key)
         current = next((v for v in versions if v.role == "champion"), None)
+        if expect_champion_id is not None and (current is None
+                                               or current.id != expect_champion_id):
+            raise ChampionChanged(
+                f"{symbol} {key}: the champion changed to {version_label(current)} since the "
+                f"test of {version_label(chosen)}; nothing decided, the next round re-tests")
         if current is not None and current.id == chosen.id:
             raise SignalcastError(f"{symbol} {key}: {version_label(chosen)} is already the "
                                   "champion")
         return _make_champion(session, settings, "promoted", current, chosen, actor,
-                              reason or "promoted by hand")
+                              reason or "promoted by hand", test=test)
 
 
 def rollback(engine: Engine, settings: Settings, asset: str, target: str, actor: str,
              reason: str = "") -> ModelEvent:
     """Give the champion role back to the version the current champion replaced (by the audit
-    log; without one, the newest older version that still has its artifact)."""
+    log; without one, the newest earlier champion that still has its artifact). Rollback moves
+    only within the champion history: never to a shadow that never served."""
     symbol, key = settings.asset(asset).symbol, settings.target(target).key
     with session_scope(engine) as session:
         versions = _lock_versions(session, symbol, key)
@@ -138,8 +155,8 @@ def rollback(engine: Engine, settings: Settings, asset: str, target: str, actor:
             raise SignalcastError(f"{symbol} {key} has no champion to roll back; train one")
         previous = _replaced_by(session, versions, current)
         if previous is None:
-            raise SignalcastError(f"{symbol} {key}: no earlier version with an artifact to roll "
-                                  f"back to from {version_label(current)}")
+            raise SignalcastError(f"{symbol} {key}: no earlier version (champion) with an artifact "
+                                  f"to roll back to from {version_label(current)}")
         return _make_champion(session, settings, "rolled_back", current, previous, actor,
                               reason or "rolled back by hand")
 
@@ -179,9 +196,27 @@ def _find_version(versions: list[ModelVersion], spec: str, asset: str,
     return found[0]
 
 
+def champion_history(session: Session, asset: str, target: str) -> list[int]:
+    """Ids of the versions that have held the champion role of (asset, target), the current
+    one first, then by their latest term, newest first (from the audit log)."""
+    ids = [v for v in session.exec(select(ModelVersion.id).where(
+        ModelVersion.asset == asset, ModelVersion.target == target,
+        ModelVersion.role == "champion")).all()]
+    for to_id, from_id in session.exec(select(ModelEvent.to_version_id,
+                                              ModelEvent.from_version_id).where(
+            ModelEvent.asset == asset, ModelEvent.target == target,
+            ModelEvent.event.in_(CHAMPION_CHANGES)).order_by(ModelEvent.id.desc())).all():
+        for held in (to_id, from_id):  # both sides of a champion change held the role
+            if held is not None and held not in ids:
+                ids.append(held)
+    return ids
+
+
 def _replaced_by(session: Session, versions: list[ModelVersion],
                  current: ModelVersion) -> ModelVersion | None:
-    """The version ``current`` replaced when it became champion by training or promotion."""
+    """The version ``current`` replaced when it became champion by training or promotion;
+    without one (or its artifact), the newest earlier champion, trained before it, that has its
+    artifact."""
     by_id = {v.id: v for v in versions}
     made = session.exec(select(ModelEvent).where(
         ModelEvent.to_version_id == current.id, ModelEvent.event.in_(("retrained", "promoted")))
@@ -190,18 +225,23 @@ def _replaced_by(session: Session, versions: list[ModelVersion],
         candidate = by_id[made.from_version_id]
         if candidate.artifact is not None:
             return candidate
-    return next((v for v in versions if v.id != current.id and v.artifact is not None
+    earlier = [by_id[i] for i in champion_history(session, current.asset, current.target)
+               if i in by_id and i != current.id]
+    return next((v for v in earlier if v.artifact is not None
                  and v.created_at <= current.created_at), None)
 
 
 def _make_champion(session: Session, settings: Settings, event: str,
                    current: ModelVersion | None, chosen: ModelVersion, actor: str,
-                   reason: str) -> ModelEvent:
+                   reason: str, test: Mapping[str, Any] | None = None) -> ModelEvent:
     session.execute(update(ModelVersion).where(
         ModelVersion.asset == chosen.asset, ModelVersion.target == chosen.target,
         ModelVersion.role == "champion").values(role="retired"))
     session.execute(update(ModelVersion).where(ModelVersion.id == chosen.id)
                     .values(role="champion"))
+    stats = {"from": _stats(current), "to": _stats(chosen)}
+    if test is not None:
+        stats["promotion_test"] = dict(test)
     return record_model_event(session, settings, event, chosen.asset, chosen.target,
                               from_version=current, to_version=chosen, actor=actor,
-                              reason=reason)
+                              reason=reason, stats=stats)

@@ -1,12 +1,15 @@
 """Act on the promotion test (:mod:`signalcast.routing.promotion`) for every configured
 (asset, target).
 
-``promote_mode: auto`` promotes the best qualifying challenger through
-:func:`signalcast.lifecycle.admin.promote_version` (audit row and ``model`` alert) and adds
-the test statistics to that audit row; ``command`` only notifies, once per pair, and an operator
-promotes. Every comparison with enough outcomes is recorded in ``promotion_checks``; the same
-outcomes checked again add nothing, so running the round twice changes nothing. The round runs
-as the ``signalcast.evaluate_promotions`` task on the train queue; the scheduler only enqueues it.
+``promote_mode: auto`` (default) promotes the best qualifying challenger through
+:func:`signalcast.lifecycle.admin.promote_version` (audit row and ``model`` alert, both carrying
+the test statistics); ``command`` only notifies, once per pair, and an operator promotes. The
+promotion is fenced by the champion it was tested against: when that champion no longer serves
+(an operator or another round changed it), nothing is decided (``fenced``, logged) and the next
+round tests again. Every comparison with enough outcomes is recorded in ``promotion_checks``;
+the same outcomes checked again add nothing, so running the round twice changes nothing. The
+round runs as the ``signalcast.evaluate_promotions`` task on the train queue; the scheduler
+only enqueues it.
 """
 
 from __future__ import annotations
@@ -22,10 +25,17 @@ from signalcast.config import Settings
 from signalcast.core.errors import SignalcastError
 from signalcast.core.timeframes import utc
 from signalcast.db.engine import session_scope
-from signalcast.db.tables import ModelEvent, PromotionCheck
+from signalcast.db.tables import PromotionCheck
 from signalcast.db.upsert import insert_ignore
-from signalcast.lifecycle.admin import promote_version
-from signalcast.routing.promotion import PROMOTED, QUALIFIED, TOO_FEW, Comparison, compare_target
+from signalcast.lifecycle.admin import ChampionChanged, promote_version
+from signalcast.routing.promotion import (
+    FENCED,
+    PROMOTED,
+    QUALIFIED,
+    TOO_FEW,
+    Comparison,
+    compare_target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +62,19 @@ def evaluate_promotions(engine: Engine, settings: Settings, now: datetime, *,
             if qualified and policy_mode == "auto":
                 best = qualified[0]
                 try:
-                    event = promote_version(engine, settings, asset.symbol, target.key,
-                                            ":".join(best.challenger.rsplit(" v", 1)), actor,
-                                            _reason(best))
+                    promote_version(engine, settings, asset.symbol, target.key,
+                                    ":".join(best.challenger.rsplit(" v", 1)), actor,
+                                    _reason(best), expect_champion_id=best.champion_id,
+                                    test=best.stats)
+                except ChampionChanged as exc:  # fenced: the tested champion no longer serves
+                    best.decision = FENCED
+                    best.stats = {**best.stats, "fenced": str(exc)}
+                    log.warning("%s", exc)
                 except SignalcastError as exc:  # e.g. an operator promoted it meanwhile
                     log.warning("%s %s: cannot promote %s: %s", asset.symbol, target.key,
                                 best.challenger, exc)
                 else:
                     best.decision = PROMOTED
-                    _attach_stats(engine, event.id, best)
                     log.info("%s %s: promoted %s over %s (p=%.4g)", asset.symbol, target.key,
                              best.challenger, best.champion, best.stats["p_value"])
             with session_scope(engine) as session:
@@ -74,17 +88,10 @@ def evaluate_promotions(engine: Engine, settings: Settings, now: datetime, *,
 def _reason(item: Comparison) -> str:
     s = item.stats
     return (f"Brier {s['brier_champion']:.4f} -> {s['brier_challenger']:.4f} over "
-            f"{item.n_shared} shared outcomes; Diebold-Mariano (Newey-West, {s['lags']} lags) "
-            f"p={s['p_value']:.4g}, margin {s['margin']:g}")
-
-
-def _attach_stats(engine: Engine, event_id: int, item: Comparison) -> None:
-    """Add the test statistics to the promotion's audit row (promote_version wrote it with the
-    versions' training metrics)."""
-    with session_scope(engine) as session:
-        event = session.get(ModelEvent, event_id)
-        event.stats = {**event.stats, "promotion_test": item.stats}
-        session.add(event)
+            f"{s['n']} shared resolved outcomes (three-outcome Brier, look {s['look']}); "
+            f"Diebold-Mariano (Newey-West, {s['lags']} lags) p={s['p_value']:.4g} < "
+            f"{s['look_alpha']:.3g} (level {s['significance']:g} spent over looks), "
+            f"margin {s['margin']:g}")
 
 
 def _record(session: Session, settings: Settings, item: Comparison, now: datetime, *,

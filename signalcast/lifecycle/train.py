@@ -20,9 +20,7 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
-from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from signalcast.config import Settings, TargetConfig
@@ -37,6 +35,7 @@ from signalcast.features.dataset import build_outcome_set
 from signalcast.features.labels import EXPIRED, UP
 from signalcast.lifecycle import admin as model_admin
 from signalcast.lifecycle import evidence
+from signalcast.lifecycle.versioning import store_version
 from signalcast.models import registry
 from signalcast.models.artifact import ArtifactIdentity, sha256, sign
 
@@ -116,36 +115,32 @@ def train_model(engine: Engine, settings: Settings, asset: str, target_key: str,
     blob = served.to_bytes()
 
     say("storing the new version")
-    try:
-        with session_scope(engine) as session:
-            existing = _find_existing(session, asset_cfg.symbol, target.key, family, fingerprint)
-            if existing is not None:  # a concurrent run of the same training won the race
-                return existing
-            latest = session.exec(select(func.max(ModelVersion.version)).where(
-                ModelVersion.asset == asset_cfg.symbol, ModelVersion.target == target.key,
-                ModelVersion.family == chosen)).one()
-            row = ModelVersion(
-                asset=asset_cfg.symbol, target=target.key, family=chosen,
-                version=(latest or 0) + 1, feature_set=FEATURE_SET, features=feature_names(),
-                params=served.model.get_params(), metrics=metrics,
-                lib_versions=_lib_versions(chosen),
-                train_start=utc(data.times[0]), train_end=utc(data.times[-1]),
-                n_rows=int(len(data.labels)), data_fingerprint=fingerprint,
-                sha256=sha256(blob), artifact=blob,
-            )
-            row.artifact_mac = sign(blob, ArtifactIdentity.of(row), keys)
-            _assign_role(session, settings, row, requested=family)
-            session.add(row)
-            session.flush()
-            if row.role == "champion":  # audited and announced in the same transaction
-                model_admin.champion_trained(session, settings, row)
-            _purge_old_artifacts(session, settings, row)
-    except IntegrityError:  # Postgres: the concurrent twin committed between check and insert
-        with session_scope(engine, readonly=True) as session:
-            existing = _find_existing(session, asset_cfg.symbol, target.key, family, fingerprint)
-        if existing is None:
-            raise
-        return existing
+
+    def build(number: int) -> ModelVersion:
+        row = ModelVersion(
+            asset=asset_cfg.symbol, target=target.key, family=chosen,
+            version=number, feature_set=FEATURE_SET, features=feature_names(),
+            params=served.model.get_params(), metrics=metrics,
+            lib_versions=_lib_versions(chosen),
+            train_start=utc(data.times[0]), train_end=utc(data.times[-1]),
+            n_rows=int(len(data.labels)), data_fingerprint=fingerprint,
+            sha256=sha256(blob), artifact=blob,
+        )
+        row.artifact_mac = sign(blob, ArtifactIdentity.of(row), keys)
+        return row
+
+    def placed(session: Session, row: ModelVersion) -> None:
+        _assign_role(session, settings, row, requested=family)
+        session.add(row)
+        session.flush()
+        if row.role == "champion":  # audited and announced in the same transaction
+            model_admin.champion_trained(session, settings, row)
+        _purge_old_artifacts(session, settings, row)
+
+    row = store_version(
+        engine, asset_cfg.symbol, target.key, chosen, build, placed,
+        find_existing=lambda session: _find_existing(session, asset_cfg.symbol, target.key,
+                                                     family, fingerprint))
     auc = "n/a" if metrics["auc"] is None else f"{metrics['auc']:.3f}"
     gate = "open" if metrics["gate_open"] else "held"
     say(f"done: {chosen} v{row.version} skill {metrics['brier_skill']:+.3f} (lower "
@@ -185,12 +180,16 @@ def _assign_role(session: Session, settings: Settings, row: ModelVersion, *,
 
 def _purge_old_artifacts(session: Session, settings: Settings, row: ModelVersion) -> None:
     """Keep the newest ``keep_versions`` artifacts per (asset, target, family); older versions
-    keep their row (predictions refer to them) but lose their bytes. A champion is never purged."""
+    keep their row (predictions refer to them) but lose their bytes. The champion and the
+    ``routing.keep_champions`` latest earlier champions of (asset, target) are never purged,
+    so a rollback and the ``previous_champion`` fallback always have a model to serve."""
+    keep = set(model_admin.champion_history(session, row.asset, row.target)
+               [:settings.routing.keep_champions + 1])
     versions = session.exec(select(ModelVersion).where(
         ModelVersion.asset == row.asset, ModelVersion.target == row.target,
         ModelVersion.family == row.family, ModelVersion.artifact.is_not(None))
         .order_by(ModelVersion.version.desc())).all()
     for old in versions[settings.models.keep_versions:]:
-        if old.role != "champion":
+        if old.role != "champion" and old.id not in keep:
             old.artifact = None
             session.add(old)

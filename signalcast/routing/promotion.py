@@ -1,26 +1,27 @@
-"""Promote a challenger once live outcomes show it is better than the champion.
+"""Promote a challenger policy once live outcomes show it is better than the champion.
 
 For each (asset, target), every routed challenger (shadow or A/B) is compared with the champion
-on the candles both predicted and whose outcome resolved UP or DOWN (expired outcomes carry no
-direction). Nothing is decided before ``promote_min_outcomes`` shared outcomes.
+on the candles both predicted whose outcome resolved, expired ones included (three outcomes:
+up first, down first, neither). A challenger is a *policy*, not one version: its record is the
+union of the shadow predictions of its lineage (:func:`signalcast.routing.router.lineage`; a
+daily retrain of the champion's family is one rolling challenger whose versions each live a
+day), and winning promotes its newest version. Nothing is decided before
+``promote_min_outcomes`` shared outcomes.
 
-The test: Diebold-Mariano on the Brier loss differences ``d_t = (p_chal - y)^2 - (p_champ -
-y)^2``. Outcomes of neighbouring candles overlap (each looks ``horizon`` candles ahead), so the
-variance of the mean difference is the Newey-West long-run variance with Bartlett weights and
-``lags = 2 * horizon`` (docs/ml-notes.md: plain tests overstate confidence here). One-sided, against
-the margin: H0 ``E[d] >= -margin`` vs H1 ``E[d] < -margin`` (the challenger's Brier is lower by
-more than ``promote_margin``), statistic ``(mean(d) + margin) / se``. The challenger qualifies
-when ``p < promote_significance``.
+The test: Diebold-Mariano on the three-outcome Brier loss differences ``d_t = BS3(chal_t) -
+BS3(champ_t)`` (:func:`signalcast.stats.skill.multi_brier` per row). Outcomes of neighbouring
+candles overlap (each looks ``horizon`` candles ahead), so the variance of the mean difference
+is the Newey-West long-run variance with Bartlett weights and ``lags = 2 * horizon``
+(docs/ml-notes.md: plain tests overstate confidence here). One-sided, against the margin: H0
+``E[d] >= -margin`` vs H1 ``E[d] < -margin``, statistic ``(mean(d) + margin) / se``, with the
+fixed-b corrections of :mod:`signalcast.stats.diebold_mariano`.
 
-Small samples: with a 72-candle horizon, 300 outcomes hold only a handful of independent
-stretches, and the textbook test (``lags = horizon``, normal or t(n-1) reference) rejected a
-true null 10-17% of the time at a nominal 5% (simulated overlapping-outcome losses). Two
-fixed-b corrections bring that to 6-8%: the Bartlett estimate is divided by ``1 - b`` (its bias
-with ``b = (lags + 1) / n``) and the statistic is referred to Student's t with the estimate's
-equivalent degrees of freedom ``3n / (2 (lags + 1))`` (Sun, Phillips and Jin 2008).
-
-The test itself lives in :mod:`signalcast.stats.diebold_mariano`; acting on its verdict
-(promote, record, notify) in :mod:`signalcast.lifecycle.promote`.
+Repeated looks (:mod:`signalcast.stats.sequential`): the round runs daily on a growing record,
+so the test is made at fixed information points (look ``k`` uses the oldest ``n_min *
+1.25^(k-1)`` shared outcomes) and look ``k`` spends ``promote_significance * 6 / (pi^2 k^2)``: the
+chance of ever promoting a no-better challenger stays at most ``promote_significance`` however
+often the round runs. Acting on the verdict (promote, record, notify) is
+:mod:`signalcast.lifecycle.promote`.
 """
 
 from __future__ import annotations
@@ -35,16 +36,18 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from signalcast.config import Settings
-from signalcast.core.versions import label
-from signalcast.db.tables import Outcome, Prediction
-from signalcast.features import DOWN, UP
+from signalcast.core.versions import VersionRef, label
+from signalcast.db.tables import ModelVersion, Outcome, Prediction
 from signalcast.routing.overrides import apply_override, overrides_for
-from signalcast.routing.router import make_lineup, version_rows
+from signalcast.routing.router import lineage, make_lineup, version_rows
 from signalcast.stats.diebold_mariano import diebold_mariano
+from signalcast.stats.sequential import look_at
+from signalcast.stats.skill import onehot3
 
 log = logging.getLogger(__name__)
 
 PROMOTED, QUALIFIED, KEPT, TOO_FEW = "promoted", "qualified", "kept", "too_few"
+FENCED = "fenced"  # the champion changed between the test and the promotion: nothing decided
 LAGS_PER_HORIZON = 2  # Newey-West lags = 2 x the target's horizon (module docstring)
 
 
@@ -66,46 +69,77 @@ class Comparison:
         return asdict(self)
 
 
-def shared_outcomes(session: Session, champion_id: int, challenger_id: int,
+def shared_outcomes(session: Session, champion_id: int, challenger_ids: list[int] | int,
                     now: datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(champion P(UP), challenger P(UP), y) on candles both predicted whose outcome resolved
-    UP or DOWN by ``now``, in candle order."""
+    """(champion probabilities (n, 3), challenger probabilities (n, 3), one-hot outcomes (n, 3))
+    of [up first, down first, neither] on candles the champion and the challenger's lineage
+    (``challenger_ids``; the newest version of it where several predicted) both predicted,
+    whose outcome resolved by ``now`` (expired included), in candle order."""
+    ids = [challenger_ids] if isinstance(challenger_ids, int) else list(challenger_ids)
     champ, chal = aliased(Prediction), aliased(Prediction)
     rows = session.exec(
-        select(champ.prob_up, chal.prob_up, Outcome.label)
+        select(champ.candle_time, chal.model_version_id, champ.prob_up, champ.prob_down,
+               chal.prob_up, chal.prob_down, Outcome.label)
         .join(chal, (chal.asset == champ.asset) & (chal.target == champ.target)
               & (chal.candle_time == champ.candle_time))
         .join(Outcome, (Outcome.asset == champ.asset) & (Outcome.target == champ.target)
               & (Outcome.candle_time == champ.candle_time))
-        .where(champ.model_version_id == champion_id, chal.model_version_id == challenger_id,
-               Outcome.label.in_((UP, DOWN)), Outcome.resolved_at <= now)
-        .order_by(champ.candle_time)).all()
-    data = np.array(rows, dtype=np.float64).reshape(len(rows), 3)
-    return data[:, 0], data[:, 1], (data[:, 2] == UP).astype(np.float64)
+        .where(champ.model_version_id == champion_id, chal.model_version_id.in_(ids),
+               Outcome.resolved_at <= now)
+        .order_by(champ.candle_time, chal.model_version_id)).all()
+    by_candle = {row[0]: row[2:] for row in rows}  # the newest version wins a shared candle
+    ordered = list(by_candle.values())
+    p_champ = np.array([_three(r[0], r[1]) for r in ordered], np.float64).reshape(-1, 3)
+    p_chal = np.array([_three(r[2], r[3]) for r in ordered], np.float64).reshape(-1, 3)
+    return p_champ, p_chal, onehot3(np.array([r[4] for r in ordered], dtype=int))
+
+
+def _three(p_up: float, p_down: float | None) -> tuple[float, float, float]:
+    down = 1.0 - p_up if p_down is None else p_down
+    return p_up, down, max(0.0, 1.0 - p_up - down)
 
 
 def compare(p_champion: np.ndarray, p_challenger: np.ndarray, y: np.ndarray, *, lags: int,
             margin: float) -> dict[str, Any]:
-    """Brier, AUC and the Diebold-Mariano test of one pair (JSON-ready)."""
+    """Three-outcome Brier, AUC of P(up first) among touched outcomes and the Diebold-Mariano
+    test of one pair (JSON-ready); inputs are (n, 3) [up, down, neither]."""
     from sklearn.metrics import roc_auc_score
 
-    loss_champion, loss_challenger = (p_champion - y) ** 2, (p_challenger - y) ** 2
+    loss_champion = np.sum((p_champion - y) ** 2, axis=1)
+    loss_challenger = np.sum((p_challenger - y) ** 2, axis=1)
     test = diebold_mariano(loss_challenger, loss_champion, lags, margin)
-    two_classes = len(np.unique(y)) == 2
+    touched = y[:, 2] == 0
+    up = y[touched, 0]
+    two_classes = len(np.unique(up)) == 2
+
+    def auc(p: np.ndarray) -> float | None:
+        return float(roc_auc_score(up, p[touched, 0])) if two_classes else None
+
     return {
         "n": test.n, "brier_champion": float(loss_champion.mean()),
         "brier_challenger": float(loss_challenger.mean()),
-        "auc_champion": float(roc_auc_score(y, p_champion)) if two_classes else None,
-        "auc_challenger": float(roc_auc_score(y, p_challenger)) if two_classes else None,
-        "test": "diebold_mariano_brier_newey_west", "mean_diff": test.mean_diff, "se": test.se,
-        "statistic": test.statistic, "p_value": test.p_value, "lags": test.lags,
-        "df": test.df, "margin": test.margin,
+        "auc_champion": auc(p_champion), "auc_challenger": auc(p_challenger),
+        "test": "diebold_mariano_brier3_newey_west", "mean_diff": test.mean_diff,
+        "se": test.se, "statistic": test.statistic, "p_value": test.p_value,
+        "lags": test.lags, "df": test.df, "margin": test.margin,
     }
+
+
+def all_versions(session: Session, asset: str, target: str) -> list[VersionRef]:
+    """Every version of (asset, target), purged ones included (their predictions still count
+    for their lineage), newest first."""
+    rows = session.exec(select(ModelVersion.id, ModelVersion.asset, ModelVersion.target,
+                               ModelVersion.family, ModelVersion.version, ModelVersion.role,
+                               ModelVersion.created_at, ModelVersion.sha256)
+                        .where(ModelVersion.asset == asset, ModelVersion.target == target)
+                        .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())).all()
+    return [VersionRef(*row) for row in rows]
 
 
 def compare_target(session: Session, settings: Settings, asset: str, target: str,
                    now: datetime) -> list[Comparison]:
-    """Every routed challenger of (asset, target) against its champion (no side effects)."""
+    """Every routed challenger policy of (asset, target) against its champion (no side
+    effects)."""
     cfg = settings.target(target)
     policy = apply_override(settings.routing.policy(target),
                             overrides_for(session, asset).get(target))
@@ -113,15 +147,23 @@ def compare_target(session: Session, settings: Settings, asset: str, target: str
     lineup = make_lineup(settings, policy, versions)
     if lineup.champion is None:
         return []
+    every = all_versions(session, asset, target)
     out = []
     for challenger in lineup.versions()[1:]:
-        p_champ, p_chal, y = shared_outcomes(session, lineup.champion.id, challenger.id, now)
+        ids = lineage(lineup.champion, challenger, every)
+        p_champ, p_chal, y = shared_outcomes(session, lineup.champion.id, ids, now)
         item = Comparison(asset, target, label(lineup.champion), label(challenger),
                           lineup.champion.id, challenger.id, len(y))
-        if len(y) >= policy.promote_min_outcomes:
-            item.stats = compare(p_champ, p_chal, y, lags=LAGS_PER_HORIZON * cfg.horizon,
+        look = look_at(len(y), policy.promote_min_outcomes, policy.promote_significance)
+        if look is not None:
+            n = look.n
+            item.stats = compare(p_champ[:n], p_chal[:n], y[:n],
+                                 lags=LAGS_PER_HORIZON * cfg.horizon,
                                  margin=policy.promote_margin)
-            better = (item.stats["p_value"] < policy.promote_significance
+            item.stats.update(look=look.index, look_alpha=look.alpha,
+                              significance=policy.promote_significance,
+                              lineage=[label(v) for v in every if v.id in ids])
+            better = (item.stats["p_value"] < look.alpha
                       and item.stats["mean_diff"] < -policy.promote_margin)
             item.decision = QUALIFIED if better else KEPT
         out.append(item)

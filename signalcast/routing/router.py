@@ -157,7 +157,12 @@ def newest(versions: list[VersionRef], family: str | None,
 
 def make_lineup(settings: Settings, policy: RoutePolicy,
                 versions: list[VersionRef]) -> Lineup:
-    """The line-up of one target from its servable versions (with an artifact, newest first)."""
+    """The line-up of one target from its servable versions (with an artifact, newest first).
+
+    Besides the configured shadows, every *policy* that may replace the champion shadows it
+    until judged: the newest retrain of the champion's family (a version above the champion's)
+    and the newest challenger of any other family trained since the champion (training under
+    ``models.champion: auto`` picks the family by evidence, so a retrain can bring another)."""
     champion = next((v for v in versions if v.role == "champion"), None)
     if champion is None:
         champion = newest(versions, policy.champion or settings.models.champion)
@@ -168,7 +173,31 @@ def make_lineup(settings: Settings, policy: RoutePolicy,
         retrained = newest(versions, champion.family, taken | {v.id for v in shadows})
         if retrained is not None and retrained.version > champion.version:
             shadows.append(retrained)
+        covered = {champion.family, *policy.shadows, *([ab.family] if ab else [])}
+        for v in versions:  # newest first: the first challenger of each other family
+            if (v.family not in covered and v.role == "challenger"
+                    and _not_older(v, champion)):
+                shadows.append(v)
+                covered.add(v.family)
     return Lineup(policy, champion, ab, shadows)
+
+
+def _not_older(version: VersionRef, champion: VersionRef) -> bool:
+    if version.created_at is None or champion.created_at is None:
+        return True
+    return version.created_at >= champion.created_at
+
+
+def lineage(champion: VersionRef, challenger: VersionRef,
+            versions: list[VersionRef]) -> list[int]:
+    """Ids of the versions whose shadow predictions make the record of ``challenger``'s policy
+    against ``champion``: its family's successive versions (a retrain on schedule replaces the
+    challenger every day; its record is the union of them), without the champion and the
+    family's earlier champions (retired), and for the champion's own family only versions above
+    the champion's. The newest version (the one promoted) is ``challenger`` itself."""
+    return [v.id for v in versions if v.family == challenger.family and v.id != champion.id
+            and v.role != "retired" and v.version <= challenger.version
+            and (v.family != champion.family or v.version > champion.version)]
 
 
 class Router:
