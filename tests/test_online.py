@@ -135,7 +135,7 @@ def test_drift_in_champion_errors_notifies_and_enqueues_one_retrain(db_url, tmp_
     assert [(e.event, e.to_version_id, e.actor) for e in events] == [
         ("drift", champion.id, "drift")]
     assert [a.payload["event"] for a in alerts] == ["drift"]
-    assert "ADWIN" in alerts[0].payload["reason"]
+    assert "CUSUM" in alerts[0].payload["reason"]  # the block detector (ADWIN replaced)
 
 
 def test_no_drift_is_reported_on_a_steady_error_rate(db_url, tmp_path, monkeypatch):
@@ -154,3 +154,34 @@ def test_no_drift_is_reported_on_a_steady_error_rate(db_url, tmp_path, monkeypat
     sent = []
     report = learn_from_outcomes(engine, settings, BTC, now, enqueuer=CeleryEnqueuer(sent.append))
     assert report.drifts == [] and sent == []
+
+
+def test_the_drift_detector_counts_each_block_once_incrementally(db_url, tmp_path, monkeypatch):
+    from signalcast.db.tables import DriftState
+    from signalcast.pipeline.drift import check_drift
+
+    register_test_families(monkeypatch)
+    engine, settings, now = make_env(db_url, tmp_path, days=1)
+    champion = add_version(engine, "const", role="champion", p=0.6)
+    rng = np.random.default_rng(6)
+    candles = [now - timedelta(hours=30 + k) for k in range(24 * 20)][::-1]
+    with session_scope(engine) as session:
+        upsert(session, Prediction, [
+            {"asset": BTC, "target": T1, "model_version_id": champion.id, "candle_time": t,
+             "prob_up": 0.6, "prob_down": 0.35, "served": True, "role": "champion"}
+            for t in candles], keys=["asset", "target", "model_version_id", "candle_time"])
+    add_outcomes(engine, [(t, int(up), t + timedelta(hours=24))
+                          for t, up in zip(candles, rng.random(len(candles)) < 0.6, strict=True)])
+
+    def state():
+        with session_scope(engine, readonly=True) as session:
+            return session.get(DriftState, champion.id)
+
+    halfway = candles[240] + timedelta(hours=48)
+    assert check_drift(engine, settings, BTC, T1, halfway) is None
+    counted = state().blocks
+    assert 8 <= counted <= 10  # the blocks completed by then, the first (partial) one skipped
+    assert check_drift(engine, settings, BTC, T1, halfway) is None
+    assert state().blocks == counted  # the same blocks are not counted twice
+    assert check_drift(engine, settings, BTC, T1, now + timedelta(days=3)) is None
+    assert 19 <= state().blocks <= 20 and state().alarms == 0  # every block once, no alarm

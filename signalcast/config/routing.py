@@ -84,9 +84,13 @@ class TargetRoute(RoutePolicy):
 class RoutingConfig(Section):
     """Champion/challenger routing, online learning and drift (see :class:`RoutePolicy`).
 
-    ``online_family`` models learn from every resolved outcome (``online_learning``); ADWIN
-    (``drift_delta``) watches the champion's 0/1 error stream once it has ``drift_min_samples``
-    outcomes, and a detected drift notifies and, with ``drift_retrain``, enqueues a retrain.
+    ``online_family`` models learn from every resolved outcome (``online_learning``). Drift: a
+    self-starting CUSUM on the champion's three-outcome Brier loss per block of ``horizon``
+    candles (blocks do not overlap, so their losses are near independent) after
+    ``drift_warmup_blocks`` blocks, slack ``drift_slack`` and threshold ``drift_threshold``
+    standard deviations (signalcast.stats.drift); a drift notifies and, with
+    ``drift_retrain``, enqueues a retrain that enters as a challenger. The artifacts of the
+    ``keep_champions`` latest earlier champions are never purged (rollback, fallback).
     Operators change shadows and the A/B split at run time (``signalcast routing ...``), stored in
     the database and read on every prediction.
     """
@@ -97,8 +101,9 @@ class RoutingConfig(Section):
     online_learning: bool = True
     max_learn_per_run: int = Field(default=5000, ge=1)
     drift_detection: bool = True
-    drift_delta: float = Field(default=0.002, gt=0, lt=1)
-    drift_min_samples: int = Field(default=100, ge=10)
+    drift_threshold: float = Field(default=5.0, gt=0, le=50)
+    drift_slack: float = Field(default=0.5, ge=0, le=5)
+    drift_warmup_blocks: int = Field(default=6, ge=2, le=1000)
     drift_retrain: bool = True
     keep_champions: int = Field(default=5, ge=1, le=100)
 

@@ -324,6 +324,19 @@ class ModelBreaker(SQLModel, table=True):
     updated_at: datetime = _time(default_factory=utcnow)
 
 
+class DriftState(SQLModel, table=True):
+    """The drift detector of one champion version (signalcast.stats.drift): the newest block
+    of ``horizon`` candles it has seen and its CUSUM state, updated block by block."""
+
+    __tablename__ = "drift_states"
+    model_version_id: int = Field(primary_key=True, foreign_key="model_versions.id")
+    last_block: int  # index of the newest block counted (candle grid of horizon candles)
+    blocks: int = 0  # blocks counted since the champion started serving
+    alarms: int = 0
+    state: dict = _json()
+    updated_at: datetime = _time(default_factory=utcnow)
+
+
 class OnlineLearned(SQLModel, table=True):
     """A resolved outcome an online model version has learned: each is learned once."""
 

@@ -12,12 +12,13 @@ models by version id *and* sha256, so they load the update at their next predict
 is learned once, however often this runs. The version row is locked while it learns (Postgres
 ``FOR UPDATE``; SQLite serialises writers), so two workers cannot lose each other's updates.
 
-Drift: River's ADWIN runs over the champion's 0/1 error stream (its predictions' direction vs
-the resolved outcomes, in candle order; recomputed from the database each time, so it needs no
-state of its own). A detection newer than the last one recorded for this champion writes a
-``drift`` model event (audit row + ``model`` alert) and, with ``routing.drift_retrain``,
-enqueues a retrain of the champion's family through the :class:`~signalcast.core.ports.Enqueuer`
-it was handed, after the event is committed.
+Drift (:mod:`signalcast.pipeline.drift`): a self-starting CUSUM on the champion's
+three-outcome Brier loss per non-overlapping block of ``horizon`` candles (ADWIN on 0/1 errors
+of overlapping outcomes raised false alarms on a market whose law never changed), with an
+incremental state per champion. An alarm writes a ``drift`` model event (audit row + ``model``
+alert) and, with ``routing.drift_retrain``, enqueues a retrain of the champion's family through
+the :class:`~signalcast.core.ports.Enqueuer` it was handed, after the event is committed; the
+retrain enters as a challenger and is promoted only by the promotion test.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
 from signalcast.config import Settings, TargetConfig
@@ -41,7 +41,7 @@ from signalcast.core.timeframes import timeframe_to_timedelta, utc
 from signalcast.core.versions import label
 from signalcast.db.candles import read_candles
 from signalcast.db.engine import session_scope
-from signalcast.db.tables import ModelEvent, ModelVersion, OnlineLearned, Outcome, Prediction
+from signalcast.db.tables import ModelVersion, OnlineLearned, Outcome
 from signalcast.db.upsert import upsert
 from signalcast.features import (
     DOWN,
@@ -53,6 +53,7 @@ from signalcast.features import (
 )
 from signalcast.models import registry
 from signalcast.models.artifact import ArtifactIdentity, load_version, sha256, sign
+from signalcast.pipeline.drift import check_drift
 from signalcast.routing.overrides import apply_override, overrides_for
 from signalcast.routing.router import make_lineup, newest, version_rows
 
@@ -102,7 +103,7 @@ def learn_from_outcomes(engine: Engine, settings: Settings, asset: str, now: dat
                 if learned:
                     report.learned[f"{target.key} {name}"] = learned
         if settings.routing.drift_detection:
-            drift = _check_drift(engine, settings, asset_cfg.symbol, target.key, now)
+            drift = check_drift(engine, settings, asset_cfg.symbol, target.key, now)
             if drift is not None:
                 report.drifts.append(drift)
                 if settings.routing.drift_retrain:
@@ -182,66 +183,6 @@ def _learn(engine: Engine, settings: Settings, asset: AssetConfig, target: Targe
         log.info("%s %s %s learned %d outcomes", asset.symbol, target.key, label(version),
                  len(rows))
         return label(version), len(rows)
-
-
-def adwin_detections(errors: Sequence[float], delta: float) -> list[tuple[int, int]]:
-    """(index, window width) of every ADWIN drift detection over ``errors``, in order."""
-    from river.drift import ADWIN
-
-    detector, found = ADWIN(delta=delta), []
-    for i, error in enumerate(errors):
-        detector.update(float(error))
-        if detector.drift_detected:
-            found.append((i, int(detector.width)))
-    return found
-
-
-def _check_drift(engine: Engine, settings: Settings, asset: str, target: str,
-                 now: datetime) -> dict | None:
-    from signalcast.lifecycle.admin import record_model_event
-
-    with session_scope(engine) as session:
-        champion = session.exec(select(ModelVersion).options(defer(ModelVersion.artifact))
-                                .where(ModelVersion.asset == asset, ModelVersion.target == target,
-                                       ModelVersion.role == "champion")).first()
-        if champion is None:
-            return None
-        rows = session.exec(select(Prediction.candle_time, Prediction.prob_up, Outcome.label)
-                            .join(Outcome, (Outcome.asset == Prediction.asset)
-                                  & (Outcome.target == Prediction.target)
-                                  & (Outcome.candle_time == Prediction.candle_time))
-                            .where(Prediction.model_version_id == champion.id,
-                                   Outcome.label.in_((UP, DOWN)), Outcome.resolved_at <= now)
-                            .order_by(Prediction.candle_time)).all()
-        minimum = settings.routing.drift_min_samples
-        if len(rows) < minimum:
-            return None
-        errors = np.array([(p >= 0.5) != (y == UP) for _, p, y in rows], dtype=np.float64)
-        found = [(i, w) for i, w in adwin_detections(errors, settings.routing.drift_delta)
-                 if i + 1 >= minimum]
-        if not found:
-            return None
-        index, width = found[-1]
-        at = rows[index][0]
-        seen = [s.get("candle_time") for s in session.exec(select(ModelEvent.stats).where(
-            ModelEvent.event == "drift", ModelEvent.to_version_id == champion.id)).all()]
-        if any(s is not None and s >= at.isoformat() for s in seen):
-            return None  # this detection (or a later one) was reported before
-        start = index + 1 - width
-        stats = {"candle_time": at.isoformat(), "n": index + 1, "window": width,
-                 "error_rate_before": float(errors[:start].mean()) if start > 0 else None,
-                 "error_rate_recent": float(errors[start:index + 1].mean()),
-                 "delta": settings.routing.drift_delta}
-        before = "n/a" if stats["error_rate_before"] is None else \
-            f"{stats['error_rate_before']:.2f}"
-        record_model_event(session, settings, "drift", asset, target, from_version=None,
-                           to_version=champion, actor="drift",
-                           reason=f"ADWIN: error rate {before} -> "
-                                  f"{stats['error_rate_recent']:.2f} over the last {width} "
-                                  f"outcomes (at {at:%Y-%m-%d %H:%M} UTC)", stats=stats)
-        log.warning("%s %s: drift in %s's errors at %s", asset, target, label(champion), at)
-        return {"target": target, "version": label(champion), "family": champion.family,
-                **stats}
 
 
 def _enqueue_retrain(asset: str, target: str, family: str, now: datetime,

@@ -1,0 +1,144 @@
+"""Drift on the champion's loss, block by block (:mod:`signalcast.stats.drift`).
+
+Each (asset, target) champion has a :class:`~signalcast.db.tables.DriftState`: the newest block
+of ``horizon`` candles it has counted and its CUSUM state. A call counts the blocks completed
+since (a block is complete once every outcome of its candles has resolved: ``horizon`` candles
+after its end), each in O(1), reading only the new blocks' predictions and outcomes; nothing is
+rescanned. A block's loss is the mean three-outcome Brier of the champion's served or shadow
+predictions on its candles (expired outcomes included); blocks with fewer than half their
+candles predicted are skipped. An alarm writes a ``drift`` model event (audit row + ``model``
+alert) with the statistics, and the caller enqueues a retrain of the champion's family, which
+training stores as a challenger: it shadows the champion and is judged by the promotion test
+like any retrain (the same path), never served directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import defer
+from sqlmodel import select
+
+from signalcast.config import Settings
+from signalcast.core.timeframes import timeframe_to_timedelta
+from signalcast.core.versions import label
+from signalcast.db.engine import session_scope
+from signalcast.db.tables import DriftState, ModelVersion, Outcome, Prediction, utcnow
+from signalcast.db.upsert import insert_ignore
+from signalcast.features import UP
+from signalcast.stats import drift as cusum
+
+log = logging.getLogger(__name__)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def block_of(when: datetime, width_seconds: float) -> int:
+    return math.floor((when - EPOCH).total_seconds() / width_seconds)
+
+
+def check_drift(engine: Engine, settings: Settings, asset: str, target: str,
+                now: datetime) -> dict | None:
+    """Count the champion's newly completed blocks; the alarm's statistics, or None."""
+    from signalcast.lifecycle.admin import record_model_event
+
+    cfg, asset_cfg, routing = settings.target(target), settings.asset(asset), settings.routing
+    width = (timeframe_to_timedelta(asset_cfg.timeframe) * cfg.horizon).total_seconds()
+    with session_scope(engine) as session:
+        champion = session.exec(select(ModelVersion).options(defer(ModelVersion.artifact))
+                                .where(ModelVersion.asset == asset, ModelVersion.target == target,
+                                       ModelVersion.role == "champion")).first()
+        if champion is None:
+            return None
+        first = session.exec(select(Prediction.candle_time).where(
+            Prediction.model_version_id == champion.id)
+            .order_by(Prediction.candle_time).limit(1)).first()
+        if first is None:
+            return None
+        insert_ignore(session, DriftState, {
+            "model_version_id": champion.id, "last_block": block_of(first, width) - 1,
+            "blocks": 0, "alarms": 0, "state": {}, "updated_at": utcnow()},
+            keys=["model_version_id"])
+        row = session.exec(select(DriftState).where(DriftState.model_version_id == champion.id)
+                           .with_for_update()).one()
+        newest_complete = block_of(now, width) - 2  # its outcomes resolve one block later
+        if newest_complete <= row.last_block:
+            return None
+        start = EPOCH.timestamp() + (row.last_block + 1) * width
+        end = EPOCH.timestamp() + (newest_complete + 1) * width
+        rows = session.exec(select(Prediction.candle_time, Prediction.prob_up,
+                                   Prediction.prob_down, Outcome.label)
+                            .join(Outcome, (Outcome.asset == Prediction.asset)
+                                  & (Outcome.target == Prediction.target)
+                                  & (Outcome.candle_time == Prediction.candle_time))
+                            .where(Prediction.model_version_id == champion.id,
+                                   Prediction.candle_time >= datetime.fromtimestamp(start, UTC),
+                                   Prediction.candle_time < datetime.fromtimestamp(end, UTC),
+                                   Outcome.resolved_at <= now)
+                            .order_by(Prediction.candle_time)).all()
+        state = cusum.CusumState.from_dict(row.state.get("cusum"))
+        reference = dict(row.state.get("reference", {"loss": [], "error": []}))
+        by_block: dict[int, list[tuple[float, float]]] = {}
+        for candle_time, p_up, p_down, outcome in rows:
+            by_block.setdefault(block_of(candle_time, width), []).append(
+                _loss_and_error(p_up, p_down, outcome))
+        alarm = None
+        for block in sorted(by_block):
+            pairs = by_block[block]
+            if len(pairs) < max(1, cfg.horizon // 2):
+                continue
+            loss = float(np.mean([p[0] for p in pairs]))
+            error = float(np.mean([p[1] for p in pairs]))
+            before = (state.mean, state.n, reference)
+            row.blocks += 1
+            if cusum.update(state, loss, warmup=routing.drift_warmup_blocks,
+                            k=routing.drift_slack, h=routing.drift_threshold):
+                row.alarms += 1
+                alarm = _alarm_stats(block, width, loss, error, before, routing)
+                reference = {"loss": [], "error": []}
+            else:
+                reference = {"loss": (reference["loss"] + [loss])[-500:],
+                             "error": (reference["error"] + [error])[-500:]}
+        row.last_block = newest_complete
+        row.state = {"cusum": state.to_dict(), "reference": reference}
+        row.updated_at = utcnow()
+        session.add(row)
+        if alarm is None:
+            return None
+        record_model_event(
+            session, settings, "drift", asset, target, from_version=None,
+            to_version=champion, actor="drift",
+            reason=(f"block CUSUM on three-outcome Brier per {cfg.horizon}-candle block: loss "
+                    f"{alarm['loss_before']:.3f} -> {alarm['loss_recent']:.3f} after "
+                    f"{alarm['n_blocks']} steady blocks (h={alarm['threshold']:g}, "
+                    f"k={alarm['slack']:g}; at {alarm['candle_time'][:16]} UTC)"),
+            stats=alarm)
+        log.warning("%s %s: drift in %s's loss at %s", asset, target, label(champion),
+                    alarm["candle_time"])
+        return {"target": target, "version": label(champion), "family": champion.family,
+                **alarm}
+
+
+def _loss_and_error(p_up: float, p_down: float | None, outcome: int) -> tuple[float, float]:
+    """Three-outcome Brier of one forecast, and whether its more likely direction was wrong
+    (expired: counted wrong; it touched neither)."""
+    down = 1.0 - p_up if p_down is None else p_down
+    probs = np.array([p_up, down, max(0.0, 1.0 - p_up - down)])
+    truth = np.array([outcome == UP, outcome == 0, outcome == -1], dtype=float)
+    said_up = p_up >= down
+    wrong = outcome == -1 or (outcome == UP) != said_up
+    return float(np.sum((probs - truth) ** 2)), float(wrong)
+
+
+def _alarm_stats(block: int, width: float, loss: float, error: float, before, routing) -> dict:
+    mean, n, reference = before
+    at = datetime.fromtimestamp(EPOCH.timestamp() + (block + 1) * width, UTC)
+    errors = reference.get("error") or []
+    return {"candle_time": at.isoformat(), "n_blocks": int(n), "loss_before": float(mean),
+            "loss_recent": loss,
+            "error_rate_before": float(np.mean(errors)) if errors else None,
+            "error_rate_recent": error, "threshold": routing.drift_threshold,
+            "slack": routing.drift_slack, "test": "self-starting cusum, block brier3"}
