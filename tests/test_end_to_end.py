@@ -37,7 +37,7 @@ def test_short_demo_fills_every_table_and_prints_a_summary(tmp_path):
         "models": {**SMALL_CONFIG["models"], "alert_without_skill": ["*"]}})
     console = Console(record=True, width=120)
     report = run_demo(tmp_path / "demo", ticks=30, history_days=150, config=config,
-                      console=console)
+                      console=console, lifecycle=False)  # the loop: test_demo_shows_the_loop
     engine = get_engine(f"sqlite:///{report.database}")
     with session_scope(engine, readonly=True) as session:
         rows = {t.__tablename__: session.exec(select(func.count()).select_from(t)).one()

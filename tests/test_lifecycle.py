@@ -213,3 +213,36 @@ def test_two_train_processes_never_lose_a_version(postgres_url):
         assert proc.exitcode == 0
     numbers = sorted(results[0] + results[1])
     assert numbers == list(range(1, 51))  # every fit stored, each under its own number
+
+
+# -- the demo shows the loop ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_demo_shows_the_loop(tmp_path):
+    from rich.console import Console
+
+    from signalcast.cli.demo import run_demo
+    from signalcast.db.tables import PromotionCheck
+    from tests.conftest import SMALL_CONFIG, write_config
+
+    config = write_config(tmp_path / "demo.yaml", {
+        "targets": [{"pct": 0.01, "horizon": 24, "alert_threshold": 0.55}],
+        "models": SMALL_CONFIG["models"]})
+    console = Console(record=True, width=120)
+    report = run_demo(tmp_path / "demo", ticks=60, history_days=150, config=config,
+                      console=console)
+    assert report.failed_tasks == 0
+    first = {c["asset"] for c in report.comparisons}
+    assert first == {"BTC/USDT"}  # the first asset's champion is retrained every day
+    [comparison] = report.comparisons
+    assert comparison["challenger"].endswith("v3")  # two daily retrains: one rolling challenger
+    assert comparison["n_shared"] >= 20 and comparison["decision"] in ("kept", "promoted")
+    assert comparison["stats"]["lineage"][-1].endswith("v2")  # its record spans both versions
+    text = console.export_text()
+    assert "champion vs challengers" in text and "promotion decision BTC/USDT 1pct_24" in text
+    assert f"p={comparison['stats']['p_value']:.3g}" in text
+    engine = get_engine(f"sqlite:///{report.database}")
+    with session_scope(engine, readonly=True) as session:
+        checks = session.exec(select(PromotionCheck)).all()
+    assert [c.decision for c in checks] == [comparison["decision"]]  # recorded, audited

@@ -4,6 +4,14 @@ Synthetic history -> training (train queue) -> hourly ticks on a simulated clock
 scheduler's own job functions and the Celery tasks (ingest, predict, resolve, send alerts) on a
 real in-process Celery worker -> alerts on the console (and Telegram when a token is set) ->
 a summary table. Everything lands in a fresh SQLite file whose path is printed at the end.
+
+The champion loop is shown on the first asset: every simulated day (24 ticks) its champions'
+families are retrained, as ``schedule.retrain_cron`` does; each retrain enters as a challenger
+and shadows the champion (one rolling challenger: its record is the union of its versions'
+predictions). After the replay the promotion round runs as its task and the summary shows
+champion against challengers on the same resolved outcomes with the decision and its
+statistics. The demo's record is short, so it judges from ``DEMO_MIN_OUTCOMES`` shared outcomes
+(production: ``promote_min_outcomes``, 300); the alpha spending still applies.
 """
 
 from __future__ import annotations
@@ -24,9 +32,11 @@ from signalcast.db.engine import init_db, session_scope
 from signalcast.notifier.transports import set_console_writer
 from signalcast.ops import summary
 from signalcast.scheduler.jobs import candle_close_tick
-from signalcast.tasks.enqueuer import train_signatures
+from signalcast.tasks.enqueuer import train_signature, train_signatures
 from signalcast.tasks.runner import task_runtime, wait_chain, wait_tick
-from signalcast.tasks.tasks import ingest
+from signalcast.tasks.tasks import evaluate_promotions, ingest
+
+DEMO_MIN_OUTCOMES = 20  # shared resolved outcomes before the demo's promotion test decides
 
 
 @dataclass
@@ -38,16 +48,21 @@ class DemoReport:
     failed_tasks: int
     counts: dict[str, int] = field(default_factory=dict)
     targets: list[summary.TargetSummary] = field(default_factory=list)
+    comparisons: list[dict] = field(default_factory=list)
 
 
 def demo_settings(database: Path, config: Path | None = None) -> Settings:
     """The configuration with the demo's own database, the embedded broker and synthetic data.
 
     The demo replays past candles on a simulated clock, so its signals are as old as the
-    replay by the wall clock: the signal age limit is widened to cover it."""
+    replay by the wall clock: the signal age limit is widened to cover it. Its promotion test
+    decides from :data:`DEMO_MIN_OUTCOMES` shared outcomes (a few days of replay)."""
     settings = load_settings(config, database_url=f"sqlite:///{database}", broker_url=None)
     replay_age = datetime.now(UTC) - settings.file.data.start + timedelta(days=1)
+    routing = settings.file.routing
+    default = routing.default.model_copy(update={"promote_min_outcomes": DEMO_MIN_OUTCOMES})
     file = settings.file.model_copy(update={
+        "routing": routing.model_copy(update={"default": default}),
         "data": settings.file.data.model_copy(update={"source": "synthetic"}),
         "alerts": settings.file.alerts.model_copy(update={
             "max_signal_age_seconds": int(replay_age.total_seconds())})})
@@ -71,7 +86,9 @@ def quick_selection(settings: Settings) -> Settings:
 
 def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
              history_days: int = 400, config: Path | None = None,
-             console: Console | None = None) -> DemoReport:
+             console: Console | None = None, lifecycle: bool = True) -> DemoReport:
+    """Run the demo; ``lifecycle=False`` skips the daily retrains and the promotion round (the
+    pipeline alone)."""
     console = console or Console()
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -106,19 +123,70 @@ def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
             failures += wait_tick(candle_close_tick(engine, settings, now))
             if i % 24 == 0 or i == ticks:
                 console.print(f"  tick {i}/{ticks} ({now:%Y-%m-%d %H:%M} UTC)")
+            if lifecycle and i % 24 == 0 and i < ticks:
+                failures += daily_retrain(engine, settings, now, console)
+        comparisons = []
+        if lifecycle:
+            result = evaluate_promotions.delay((t0 + ticks * step + delay).isoformat())
+            comparisons = result.get(timeout=300)["comparisons"]
 
     with session_scope(engine) as session:
         report = DemoReport(
             database=database, wall_seconds=time.perf_counter() - started, ticks=ticks,
             task_runs=sum(sum(s.values()) for s in summary.task_counts(session).values()),
             failed_tasks=len(failures), counts=summary.table_counts(session),
-            targets=summary.target_summaries(session))
+            targets=summary.target_summaries(session), comparisons=comparisons)
     print_report(report, console)
     for failure in failures[:5]:
         console.print(f"[red]failed task[/red] {failure}")
     set_settings(None)
     set_console_writer(None)
     return report
+
+
+def daily_retrain(engine, settings: Settings, now: datetime, console: Console) -> list[str]:
+    """Retrain the first asset's champion families (the daily cadence); each new version is a
+    challenger that shadows its champion from the next tick."""
+    from signalcast.lifecycle.admin import list_models
+
+    asset = settings.assets[0].symbol
+    champions = [m for m in list_models(engine, settings, asset) if m.role == "champion"]
+    console.print(f"  daily retrain of {asset}: "
+                  f"{', '.join(f'{m.target} {m.family}' for m in champions)}")
+    results = [train_signature(asset, m.target, m.family, now).apply_async() for m in champions]
+    return [f for f in (wait_chain(r) for r in results) if f]
+
+
+def print_comparisons(comparisons: list[dict], console: Console) -> None:
+    """Champion against each challenger on their shared resolved outcomes, with the decision."""
+    table = Table(title="champion vs challengers (same resolved outcomes, 3-outcome Brier)")
+    for col in ("asset target", "champion", "challenger", "n", "Brier", "Brier ch", "p",
+                "level", "decision"):
+        table.add_column(col, justify="right" if col in ("n", "Brier", "Brier ch", "p",
+                                                         "level") else "left")
+    for c in comparisons:
+        s = c.get("stats") or {}
+
+        def num(key: str, fmt: str = ".3f", stats=s) -> str:
+            return "-" if stats.get(key) is None else format(stats[key], fmt)
+
+        table.add_row(f"{c['asset'].split('/')[0]} {c['target']}", c["champion"],
+                      c["challenger"], str(c["n_shared"]), num("brier_champion"),
+                      num("brier_challenger"), num("p_value", ".2g"), num("look_alpha", ".1g"),
+                      c["decision"])
+    console.print(table)
+    decided = [c for c in comparisons if c["decision"] != "too_few"]
+    if decided:
+        c = decided[0]
+        s = c["stats"]
+        console.print(
+            f"promotion decision {c['asset']} {c['target']}: {c['challenger']} vs "
+            f"{c['champion']} on {s['n']} shared outcomes (look {s['look']}): Brier "
+            f"{s['brier_champion']:.4f} -> {s['brier_challenger']:.4f}, Diebold-Mariano "
+            f"(Newey-West {s['lags']} lags, t with {s['df']:.1f} df) p={s['p_value']:.3g} "
+            f"against the look's level {s['look_alpha']:.2g} -> {c['decision']}")
+    elif not comparisons:
+        console.print("no challenger in any line-up")
 
 
 def print_report(report: DemoReport, console: Console) -> None:
@@ -142,6 +210,8 @@ def print_report(report: DemoReport, console: Console) -> None:
     console.print("hit rate: the more likely direction came first (resolved outcomes); "
                   "always maj: always saying the majority direction on the same outcomes")
     console.print(table)
+    if report.comparisons:
+        print_comparisons(report.comparisons, console)
     console.print(f"{report.ticks} ticks, {report.task_runs} task runs "
                   f"({report.failed_tasks} failed) in {report.wall_seconds:.1f} s")
     console.print(f"rows: {report.counts}")
