@@ -280,9 +280,6 @@ class WorkerHeartbeat(SQLModel, table=True):
 
 # The drainer's rate limiter reads the sends of the last minute.
 Index("ix_alert_outbox_sent_at", AlertOutbox.__table__.c.sent_at)
-
-
-# -- routing: run-time overrides, circuit breakers, online learning, promotion checks ----------
 # An outcome looks up the signal alerts of its candle; retention scans by age.
 Index("ix_alert_outbox_candle", AlertOutbox.__table__.c.asset, AlertOutbox.__table__.c.target,
       AlertOutbox.__table__.c.candle_time, AlertOutbox.__table__.c.kind)
@@ -291,6 +288,9 @@ Index("ix_alert_outbox_created_at", AlertOutbox.__table__.c.created_at)
 Index("ix_task_runs_status_finished", TaskRun.__table__.c.status, TaskRun.__table__.c.finished_at)
 # Retention of enqueues by fire time.
 Index("ix_scheduled_enqueues_fire_time", ScheduledEnqueue.__table__.c.fire_time)
+
+
+# -- routing: run-time overrides, circuit breakers, online learning, promotion checks ----------
 
 
 class RoutingOverride(SQLModel, table=True):
