@@ -100,6 +100,11 @@ def test_rolling_retrain_is_one_challenger_promoted_then_rolled_back(db_url, tmp
     back = model_admin.rollback(engine, settings, BTC, T1, actor="test")
     assert (back.from_label, back.to_label) == ("const v4", "const v1")
     assert roles(engine)["const v1"] == "champion"
+    # the rolled-back version does not come back by itself (the policy's other versions are
+    # still judged; promote_mode: command holds them for an operator)
+    again = [c for c in evaluate_promotions(engine, settings, now) if c.target == T1]
+    assert "const v4" not in {c.challenger for c in again}
+    assert roles(engine)["const v4"] == "retired"
 
 
 def test_the_last_champions_survive_the_purge_and_serve_as_fallback(db_url, tmp_path,

@@ -170,9 +170,10 @@ def make_lineup(settings: Settings, policy: RoutePolicy,
     ab = newest(versions, policy.ab_challenger, taken) if policy.ab_share > 0 else None
     shadows = [v for v in (newest(versions, f, taken) for f in policy.shadows) if v is not None]
     if champion is not None:  # a retrain of the champion's family shadows it until promoted
-        retrained = newest(versions, champion.family, taken | {v.id for v in shadows})
+        retrained = newest([v for v in versions if v.role != "retired"], champion.family,
+                           taken | {v.id for v in shadows})
         if retrained is not None and retrained.version > champion.version:
-            shadows.append(retrained)
+            shadows.append(retrained)  # (a rolled-back champion does not come back by itself)
         covered = {champion.family, *policy.shadows, *([ab.family] if ab else [])}
         for v in versions:  # newest first: the first challenger of each other family
             if (v.family not in covered and v.role == "challenger"
