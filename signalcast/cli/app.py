@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from signalcast.cli import admin, evaluate, run, services
+from signalcast.cli import admin, evaluate, report, run, services
 from signalcast.cli.common import console
 from signalcast.cli.models import models_cli
 from signalcast.cli.routing import routing_cli
@@ -25,7 +25,7 @@ config_cli = typer.Typer(help="Configuration.", no_args_is_help=True)
 
 for command in (run.demo, run.replay, run.train, run.predict, run.ingest, run.tick,
                 services.worker, services.scheduler, services.bot, services.metrics, services.web,
-                services.health, admin.status, evaluate.evaluate):
+                services.health, admin.status, evaluate.evaluate, report.report):
     cli.command()(command)
 db_cli.command("upgrade")(admin.db_upgrade)
 db_cli.command("prune")(admin.db_prune)

@@ -1,0 +1,252 @@
+"""What was served, judged on what happened: the data of ``signalcast report``.
+
+Reads the served predictions (``predictions.served``: the champion, or the A/B challenger that
+served that candle) and their resolved outcomes from the database, and for each (asset, target)
+and pooled over all of them returns:
+
+* **reliability** of the served P(up first) and P(down first) (both unconditional: an expired
+  outcome is neither) against the observed frequency, in equal-width bins with their counts;
+* **Brier** of P(up first) and the three-outcome Brier of ``[p_up, p_down, p_none]``, each
+  beside the **causal base rate** (the outcome frequency of the outcomes resolved before each
+  candle, :func:`~signalcast.stats.skill.causal_base_rate`), with the Brier skill and its
+  circular block-bootstrap lower bound (block = the horizon, so overlapping outcomes stay
+  together);
+* **AUC** of P(up first) beside its circular label-shift null (mean and sd);
+* **alerts stated vs realised**: the signal alerts queued for delivery (one per candle, however
+  many chats), the mean probability they stated and the share that came true (the signalled
+  level touched first; an expired outcome is a miss).
+
+Pooled figures concatenate the series (each in time order, each with its own base rate); the
+bootstrap block is the longest horizon. Everything is plain data (JSON-ready); the figure is a
+PNG drawn on matplotlib's Agg canvas (no pyplot), so the weekly summary can send it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from signalcast.alerts.rules import is_hit, outcome_result
+from signalcast.config import Settings
+from signalcast.core.timeframes import timeframe_to_timedelta
+from signalcast.db.engine import session_scope
+from signalcast.db.tables import AlertOutbox, Outcome, Prediction
+from signalcast.features import DOWN, UP
+from signalcast.stats.skill import auc_null, causal_base_rate, onehot3, skill_test
+
+TOLERANCE = 0.05  # a bin is "within" when |mean predicted - observed| <= this
+MIN_BIN = 100  # bins with fewer predictions are shown but not judged
+POOLED = "pooled"
+QUEUED = ("pending", "sending", "sent")  # alert statuses that count as "sent"
+
+
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
+    """Equal-width bins of ``p`` in [0, 1]: count, mean predicted, observed frequency of ``y``
+    and whether they are within :data:`TOLERANCE` (None below :data:`MIN_BIN` predictions).
+
+    >>> [b["n"] for b in reliability(np.array([0.05, 0.15, 0.16]), np.array([0, 1, 0]), 2)]
+    [3, 0]
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    out = []
+    for k in range(bins):
+        sel = which == k
+        n = int(sel.sum())
+        pred = float(p[sel].mean()) if n else None
+        obs = float(y[sel].mean()) if n else None
+        within = None if n < MIN_BIN else bool(abs(pred - obs) <= TOLERANCE)
+        out.append({"lo": float(edges[k]), "hi": float(edges[k + 1]), "n": n,
+                    "predicted": pred, "observed": obs, "within": within})
+    return out
+
+
+def _judged(bins: list[dict]) -> dict[str, int]:
+    judged = [b for b in bins if b["within"] is not None]
+    return {"judged": len(judged), "within": sum(b["within"] for b in judged)}
+
+
+def _score(y3: np.ndarray, probs: np.ndarray, ref3: np.ndarray, horizon: int, *,
+           n_boot: int, bins: int) -> dict[str, Any]:
+    """The skill, AUC and reliability figures of rows in time order (``y3``/``probs``/``ref3``:
+    (n, 3) as [up, down, none])."""
+    y_up, p_up, r_up = y3[:, 0], probs[:, 0], ref3[:, 0]
+    up = skill_test(y_up, p_up, r_up, block=horizon, n_boot=n_boot)
+    three = skill_test(y3, probs, ref3, block=horizon, n_boot=n_boot)
+    out: dict[str, Any] = {
+        "n": int(len(y3)), "frequency": dict(zip(("up", "down", "none"),
+                                                 map(float, y3.mean(axis=0)), strict=True)),
+        "brier_up": float(np.mean((p_up - y_up) ** 2)),
+        "base_brier_up": float(np.mean((r_up - y_up) ** 2)),
+        "skill_up": up.skill, "skill_up_lower": up.lower, "skill_up_p": up.p_value,
+        "brier3": float(np.mean(np.sum((probs - y3) ** 2, axis=1))),
+        "base_brier3": float(np.mean(np.sum((ref3 - y3) ** 2, axis=1))),
+        "skill3": three.skill, "skill3_lower": three.lower, "skill3_p": three.p_value,
+        "block": int(horizon), "auc": None, "auc_null_mean": None, "auc_null_sd": None,
+        "auc_p": None,
+        "reliability_up": reliability(p_up, y_up, bins),
+        "reliability_down": reliability(probs[:, 1], y3[:, 1], bins),
+    }
+    if 0 < y_up.sum() < len(y_up):
+        null = auc_null(y_up, p_up, horizon)
+        out.update(auc=null.auc, auc_null_mean=null.null_mean, auc_null_sd=null.null_sd,
+                   auc_p=null.p_value)
+    out["bins_up"] = _judged(out["reliability_up"])
+    out["bins_down"] = _judged(out["reliability_down"])
+    return out
+
+
+def _alerts(rows: list[tuple[str, float, int | None]]) -> dict[str, Any]:
+    """(direction, stated probability, outcome label or None) per alerted candle."""
+    resolved = [(d, p, label) for d, p, label in rows if label is not None]
+    hits = [is_hit(outcome_result(d, label)) for d, _, label in resolved]
+    stated = float(np.mean([p for _, p, _ in resolved])) if resolved else None
+    realised = float(np.mean(hits)) if resolved else None
+    return {"sent": len(rows), "resolved": len(resolved), "hits": int(sum(hits)),
+            "expired": sum(label not in (UP, DOWN) for *_, label in resolved),
+            "stated": stated, "realised": realised,
+            "stated_minus_realised": None if stated is None else stated - realised}
+
+
+def _series_rows(session, settings: Settings, asset: str, target: str,
+                 since: datetime | None, until: datetime | None):
+    """(served rows with their outcome, all outcomes of the series, pending count)."""
+    where = [Prediction.asset == asset, Prediction.target == target, Prediction.served]
+    if since is not None:
+        where.append(Prediction.candle_time >= since)
+    if until is not None:
+        where.append(Prediction.candle_time <= until)
+    preds = session.exec(select(Prediction.candle_time, Prediction.prob_up, Prediction.prob_down,
+                                Prediction.alert_held).where(*where)
+                         .order_by(Prediction.candle_time, Prediction.id)).all()
+    outcomes = dict(session.exec(select(Outcome.candle_time, Outcome.label).where(
+        Outcome.asset == asset, Outcome.target == target)).all())
+    return preds, outcomes
+
+
+def _series(session, settings: Settings, asset: str, target: str, *, since, until,
+            n_boot: int, bins: int) -> tuple[dict[str, Any], dict[str, np.ndarray] | None, list]:
+    cfg = settings.target(target)
+    step = timeframe_to_timedelta(settings.asset(asset).timeframe).total_seconds()
+    preds, outcomes = _series_rows(session, settings, asset, target, since, until)
+    served: dict[datetime, tuple[float, float, str | None]] = {}
+    for t, p_up, p_down, held in preds:  # one served forecast per candle: the first recorded
+        served.setdefault(t, (p_up, 1.0 - p_up if p_down is None else p_down, held))
+    resolved = sorted(t for t in served if t in outcomes)
+    info: dict[str, Any] = {
+        "asset": asset, "target": target, "horizon": cfg.horizon, "pct": cfg.pct,
+        "served": len(served), "pending": len(served) - len(resolved),
+        "held": sum(v[2] is not None for v in served.values()),
+        "first": min(served).isoformat() if served else None,
+        "last": max(served).isoformat() if served else None,
+    }
+    alert_rows = session.exec(select(AlertOutbox.candle_time, AlertOutbox.payload).where(
+        AlertOutbox.kind == "signal", AlertOutbox.asset == asset, AlertOutbox.target == target,
+        AlertOutbox.status.in_(QUEUED))).all()
+    per_candle = {t: payload for t, payload in alert_rows
+                  if (since is None or t >= since) and (until is None or t <= until)}
+    alerts = [(str(p["direction"]), float(p["probability"]), outcomes.get(t))
+              for t, p in sorted(per_candle.items())]
+    info["alerts"] = _alerts(alerts)
+    if len(resolved) < 2:
+        info["scores"] = None
+        return info, None, alerts
+    t0 = min(min(outcomes), resolved[0])
+    pos = lambda ts: np.array([round((t - t0).total_seconds() / step) for t in ts])  # noqa: E731
+    hist_t = sorted(outcomes)
+    y_hist = onehot3(np.array([outcomes[t] for t in hist_t]), up=UP, down=DOWN)
+    p_eval = pos(resolved)
+    ref3 = causal_base_rate(y_hist, pos(hist_t), p_eval, cfg.horizon,
+                            prior=np.full(3, 1 / 3), strength=3.0)
+    y3 = onehot3(np.array([outcomes[t] for t in resolved]), up=UP, down=DOWN)
+    p_up = np.array([served[t][0] for t in resolved], float)
+    p_down = np.array([served[t][1] for t in resolved], float)
+    probs = np.column_stack([p_up, p_down, np.clip(1.0 - p_up - p_down, 0.0, 1.0)])
+    info["scores"] = _score(y3, probs, ref3, cfg.horizon, n_boot=n_boot, bins=bins)
+    return info, {"y3": y3, "probs": probs, "ref3": ref3}, alerts
+
+
+def served_report(engine: Engine, settings: Settings, *, assets: list[str] | None = None,
+                  targets: list[str] | None = None, since: datetime | None = None,
+                  until: datetime | None = None, n_boot: int = 500,
+                  bins: int = 10) -> dict[str, Any]:
+    """The report as plain data: ``{"series": [...], "pooled": {...}, "tolerance", "min_bin"}``.
+    ``assets``/``targets`` restrict it (default: every configured one); ``since``/``until`` the
+    candle times of the served predictions."""
+    symbols = [settings.asset(a).symbol for a in assets] if assets else [
+        a.symbol for a in settings.assets]
+    keys = [settings.target(t).key for t in targets] if targets else [
+        t.key for t in settings.targets]
+    series, arrays = [], defaultdict(list)
+    horizons = []
+    with session_scope(engine, readonly=True) as session:
+        for asset in symbols:
+            for key in keys:
+                info, data, alerts = _series(session, settings, asset, key, since=since,
+                                             until=until, n_boot=n_boot, bins=bins)
+                series.append(info)
+                arrays["alerts"] += alerts
+                if data is not None:
+                    horizons.append(info["horizon"])
+                    for name, value in data.items():
+                        arrays[name].append(value)
+    pooled: dict[str, Any] = {"asset": POOLED, "target": POOLED,
+                              "served": sum(s["served"] for s in series),
+                              "pending": sum(s["pending"] for s in series),
+                              "held": sum(s["held"] for s in series),
+                              "alerts": _alerts(arrays["alerts"]), "scores": None}
+    if horizons:
+        pooled["scores"] = _score(np.concatenate(arrays["y3"]), np.concatenate(arrays["probs"]),
+                                  np.concatenate(arrays["ref3"]), max(horizons), n_boot=n_boot,
+                                  bins=bins)
+    return {"series": series, "pooled": pooled, "tolerance": TOLERANCE, "min_bin": MIN_BIN,
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None}
+
+
+# ------------------------------------------------------------------------------------- figure
+def reliability_png(section: dict[str, Any], title: str, *, dpi: int = 90) -> bytes | None:
+    """The reliability diagram of one section (a series or the pooled one): P(up first) and
+    P(down first) against their observed frequency, marker area by count, with the counts per
+    bin below; None when the section has no resolved outcome."""
+    scores = section.get("scores")
+    if not scores:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5.5), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax, counts = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    ax.fill_between([0, 1], [-TOLERANCE, 1 - TOLERANCE], [TOLERANCE, 1 + TOLERANCE],
+                    color="grey", alpha=0.12, linewidth=0, label=f"within {TOLERANCE}")
+    width = 1.0 / max(1, len(scores["reliability_up"]))
+    for key, color, name, shift in (("reliability_up", "#1a9850", "P(up first)", -0.25),
+                                    ("reliability_down", "#d73027", "P(down first)", 0.25)):
+        bins = [b for b in scores[key] if b["n"]]
+        n = np.array([b["n"] for b in bins], float)
+        ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], color=color,
+                linewidth=1)
+        ax.scatter([b["predicted"] for b in bins], [b["observed"] for b in bins], color=color,
+                   s=15 + 150 * n / max(1.0, n.max()), label=name, zorder=3)
+        centres = np.array([(b["lo"] + b["hi"]) / 2 for b in scores[key]])
+        counts.bar(centres + shift * width, [b["n"] for b in scores[key]], width=width / 2,
+                   color=color)
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed frequency",
+           title=f"{title}: served reliability (n={scores['n']}, Brier skill "
+                 f"{scores['skill_up']:+.3f}, low {scores['skill_up_lower']:+.3f})")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.25)
+    counts.set(xlabel="served probability", ylabel="predictions")
+    counts.grid(alpha=0.25)
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()
