@@ -104,6 +104,19 @@ def ask(tg: FakeTelegram, user: int, text: str, *, chat: int | None = None,
     return tg.sent_messages(chat)[before]["text"]
 
 
+def confirmed(tg: FakeTelegram, user: int, text: str) -> str:
+    """Send a command that asks for confirmation, press its Confirm button as ``user``, and
+    return the bot's answer after the press (raw HTML)."""
+    before = len(tg.sent_messages(user))
+    tg.push_message(user, user, text)
+    tg.wait_for(lambda t: len(t.sent_messages(user)) > before, timeout=20)
+    question = tg.sent_messages(user)[before]
+    [[yes, _no]] = question["reply_markup"]["inline_keyboard"]
+    tg.push_callback_query(user, user, yes["callback_data"], message_id=question["message_id"])
+    tg.wait_for(lambda t: len(t.sent_messages(user)) > before + 1, timeout=20)
+    return tg.sent_messages(user)[before + 1]["text"]
+
+
 def settle(tg: FakeTelegram) -> None:
     """Wait until the bot handled every update pushed so far (it answers them in order)."""
     def helps(t: FakeTelegram) -> int:
@@ -256,7 +269,7 @@ def test_status_shows_workers_queue_depths_last_tick_and_alerts_today(system):
 
 def test_promote_and_rollback_from_the_bot_are_audited_and_announced(system):
     tg, engine = system.tg, system.engine
-    answer = ask(tg, ADMIN, "/promote BTC/USDT 1pct_24 lightgbm:3 canary run")
+    answer = confirmed(tg, ADMIN, "/promote BTC/USDT 1pct_24 lightgbm:3 canary run")
     assert answer.startswith("BTC/USDT 1pct_24: lightgbm v3 is the champion now "
                              "(was lightgbm v1).")
     promoted = model_events(engine)[-1]
@@ -266,7 +279,7 @@ def test_promote_and_rollback_from_the_bot_are_audited_and_announced(system):
     tg.wait_for(lambda t: any(m["text"].startswith("<b>Model promoted: BTC/USDT 1pct_24</b>")
                               for m in t.sent_messages(OTHER)), timeout=30)
 
-    answer = ask(tg, ADMIN, "/rollback BTC/USDT 1pct_24")
+    answer = confirmed(tg, ADMIN, "/rollback BTC/USDT 1pct_24")
     assert answer.startswith("BTC/USDT 1pct_24: rolled back to lightgbm v1 (from lightgbm v3)")
     rolled = model_events(engine)[-1]
     assert (rolled.event, rolled.from_label, rolled.to_label) == (

@@ -30,12 +30,20 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from telegram import BotCommand, Update
+from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, Update
 from telegram.error import InvalidToken, TelegramError
-from telegram.ext import Application, ApplicationBuilder, CommandHandler, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
 from telegram.request import HTTPXRequest
 
-from signalcast.bot.access import Access, requires
+from signalcast.bot import confirm
+from signalcast.bot.access import Access, Role, requires
 from signalcast.bot.context import BotContext
 from signalcast.bot.handlers import COMMANDS, UNKNOWN, on_error
 from signalcast.config import Settings
@@ -129,8 +137,7 @@ def build_application(settings: Settings, engine: Engine | None = None) -> Appli
     watch = PollWatch(settings)
     application = (ApplicationBuilder().token(token)
                    .base_url(bot_api_base_url(settings.env.telegram_api_url))
-                   .get_updates_request(watch)
-                   .post_init(_announce_commands).build())
+                   .get_updates_request(watch).build())
     application.bot_data["watch"] = watch
     application.bot_data["ctx"] = BotContext(
         settings=settings, engine=engine or init_db(settings.env.database_url),
@@ -140,14 +147,28 @@ def build_application(settings: Settings, engine: Engine | None = None) -> Appli
         application.add_handler(CommandHandler(
             command.name, requires(command.role)(command.callback), filters=NEW_MESSAGES))
     application.add_handler(MessageHandler(filters.COMMAND & NEW_MESSAGES, UNKNOWN))
+    application.add_handler(CallbackQueryHandler(confirm.on_press, pattern=confirm.PATTERN))
     application.add_error_handler(on_error)
     return application
 
 
 async def _announce_commands(application: Application) -> None:
-    """The command menu Telegram clients show."""
-    await application.bot.set_my_commands(
-        [BotCommand(c.name, c.description[:256]) for c in COMMANDS])
+    """The command menu Telegram clients show, from :data:`COMMANDS`: the viewers' commands
+    for everyone (the default scope), every command in each admin's private chat (a chat
+    scope per admin; in groups admins see the viewers' menu and may still type the rest)."""
+    def menu(role: Role) -> list[BotCommand]:
+        return [BotCommand(c.name, c.description[:256]) for c in COMMANDS if c.role <= role]
+
+    ctx: BotContext = application.bot_data["ctx"]
+    scopes = [(BotCommandScopeDefault(), Role.VIEWER)] + [
+        (BotCommandScopeChat(int(admin)), Role.ADMIN) for admin in sorted(
+            ctx.settings.telegram_admins)]
+    for scope, role in scopes:
+        try:
+            await application.bot.set_my_commands(menu(role), scope=scope)
+        except TelegramError as exc:  # a menu is a nicety: the commands work without it
+            log.warning("cannot register the command menu (%s): %s", scope.type,
+                        ctx.redact(str(exc)))
 
 
 async def serve(application: Application, stop: threading.Event) -> None:
@@ -172,6 +193,7 @@ async def _serve(application: Application, ctx: BotContext, watch: PollWatch,
                  stop: threading.Event) -> None:
     async with application:
         await application.start()
+        await _announce_commands(application)  # post_init runs only under run_polling()
         await application.updater.start_polling(
             timeout=ctx.settings.bot.poll_timeout_seconds, allowed_updates=Update.ALL_TYPES,
             drop_pending_updates=False)

@@ -2,9 +2,11 @@
 
 Every command is one entry of :data:`COMMANDS` (name, handler, role, usage, description);
 ``bot.app`` registers them all the same way: new messages only (an edited message never runs
-a command), behind :func:`signalcast.bot.access.requires`. Domain errors raised by the services
-reach the one error handler, :func:`on_error`, which answers with the usage line and the
-error's message (an unknown name lists the valid choices).
+a command), behind :func:`signalcast.bot.access.requires`. /promote, /rollback and a /retrain
+of several targets check their arguments, then ask for a Confirm press
+(:mod:`signalcast.bot.confirm`); the audit log names the admin who typed the command. Domain
+errors raised by the services reach the one error handler, :func:`on_error`, which answers
+with the usage line and the error's message (an unknown name lists the valid choices).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from telegram import Message, Update
 from telegram.ext import ContextTypes
 
 from signalcast.alerts import subscriptions
-from signalcast.bot import render
+from signalcast.bot import confirm, previews, render
 from signalcast.bot.access import Role, command_word, requires, role_of
 from signalcast.bot.context import BotContext
 from signalcast.bot.progress import follow_retrain
@@ -101,32 +103,53 @@ async def models_command(update: Update, context: Context) -> None:
 async def retrain_command(update: Update, context: Context) -> None:
     ctx = _ctx(context)
     asset, target, family = (_args(context, 1, 3) + [None, None])[:3]
-    job = await _call(start_retrain, ctx.settings, ctx.enqueuer, asset, target, family)
-    shown = render.retrain(RetrainProgress(job, [TaskState(t, "queued") for t in job.tasks]))
-    reply = await _reply(update, shown)
-    context.application.create_task(follow_retrain(
-        context.bot, reply.chat_id, reply.message_id, job, engine=ctx.engine, shown=shown,
-        interval=ctx.settings.bot.progress_interval_seconds,
-        timeout_min=ctx.settings.bot.progress_timeout_minutes,
-        still_retrying=ctx.still_retrying), update=update)
+
+    async def run(update: Update, context: Context) -> None:
+        job = await _call(start_retrain, ctx.settings, ctx.enqueuer, asset, target, family)
+        shown = render.retrain(RetrainProgress(job, [TaskState(t, "queued") for t in job.tasks]))
+        reply = await _reply(update, shown)
+        context.application.create_task(follow_retrain(
+            context.bot, reply.chat_id, reply.message_id, job, engine=ctx.engine, shown=shown,
+            interval=ctx.settings.bot.progress_interval_seconds,
+            timeout_min=ctx.settings.bot.progress_timeout_minutes,
+            still_retrying=ctx.still_retrying), update=update)
+
+    question = previews.retrain(ctx.settings, asset, target, family)
+    if question is None:  # one target: runs at once
+        await run(update, context)
+    else:
+        await confirm.ask(update, context, "retrain", question, run)
 
 
 async def promote_command(update: Update, context: Context) -> None:
     ctx = _ctx(context)
-    asset, target, version, *reason = _args(context, 3, None)
-    event = await _call(model_admin.promote_version, ctx.engine, ctx.settings, asset, target,
-                        version, actor=_actor(update), reason=" ".join(reason))
-    await _call(ctx.request_drain)
-    await _reply(update, render.model_event(event))
+    asset, target, version, *words = _args(context, 3, None)
+    actor, reason = _actor(update), " ".join(words)
+    question = await _call(previews.promotion, ctx.engine, ctx.settings, asset, target,
+                           version, reason)
+
+    async def run(update: Update, context: Context) -> None:
+        event = await _call(model_admin.promote_version, ctx.engine, ctx.settings, asset,
+                            target, version, actor=actor, reason=reason)
+        await _call(ctx.request_drain)
+        await _reply(update, render.model_event(event))
+
+    await confirm.ask(update, context, "promote", question, run)
 
 
 async def rollback_command(update: Update, context: Context) -> None:
     ctx = _ctx(context)
-    asset, target, *reason = _args(context, 2, None)
-    event = await _call(model_admin.rollback, ctx.engine, ctx.settings, asset, target,
-                        actor=_actor(update), reason=" ".join(reason))
-    await _call(ctx.request_drain)
-    await _reply(update, render.model_event(event))
+    asset, target, *words = _args(context, 2, None)
+    actor, reason = _actor(update), " ".join(words)
+    question = await _call(previews.rollback, ctx.engine, ctx.settings, asset, target, reason)
+
+    async def run(update: Update, context: Context) -> None:
+        event = await _call(model_admin.rollback, ctx.engine, ctx.settings, asset, target,
+                            actor=actor, reason=reason)
+        await _call(ctx.request_drain)
+        await _reply(update, render.model_event(event))
+
+    await confirm.ask(update, context, "rollback", question, run)
 
 
 def _chat_command(change: Callable[..., subscriptions.ChatSettings], takes_items: bool,
@@ -209,7 +232,8 @@ async def on_error(update: object, context: Context) -> None:
         if message is None:
             log.warning("bot: %s", error)
             return
-        command = command_for(message.text)
+        pressed = isinstance(update, Update) and update.callback_query is not None
+        command = None if pressed else command_for(message.text)  # a press: no usage line
         if command is not None and isinstance(error, UsageError | UnknownNameError):
             await reply(message, render.usage(command, str(error)))
         else:

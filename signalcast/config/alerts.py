@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -79,6 +80,12 @@ class BotConfig(Section):
     fails when it is missing or older than ``liveness_seconds``. A refused poll (401: the token
     is wrong or revoked), or a 409 Conflict (another process polls this token) lasting
     ``conflict_grace_seconds``, ends the bot with a non-zero exit status.
+
+    /promote, /rollback and a /retrain of several targets first answer with Confirm / Cancel
+    buttons; an admin's Confirm within ``confirm_seconds`` runs the command (pending
+    confirmations live in the bot's memory: a restart forgets them). ``topics`` maps a forum
+    chat id to the ``message_thread_id`` (topic) its alerts go to, e.g. ``{"-1001234567890": 5}``;
+    other chats get alerts in their main thread.
     """
 
     command_max_age_seconds: int = Field(default=120, ge=1)
@@ -90,6 +97,25 @@ class BotConfig(Section):
     liveness_file: str = "/tmp/signalcast-bot.alive"  # touched after every answered poll
     liveness_seconds: int = Field(default=90, ge=5, le=3600)  # older: health --bot fails
     conflict_grace_seconds: float = Field(default=30.0, ge=0, le=600)  # 409s, then exit
+    confirm_seconds: int = Field(default=60, ge=5, le=3600)  # Confirm button of /promote ...
+    topics: dict[str, int] = Field(default_factory=dict)  # forum chat id -> message_thread_id
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _chat_keys_as_text(cls, value: Any) -> Any:  # YAML reads an unquoted -100123 as a number
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("topics")
+    @classmethod
+    def _topics_are_chats_and_threads(cls, value: dict[str, int]) -> dict[str, int]:
+        for chat, thread in value.items():
+            if not re.fullmatch(r"-?\d+", chat.strip()):
+                raise ValueError(f"has chat {chat!r}: a key must be a numeric Telegram chat id "
+                                 "(a forum supergroup's starts with -100)")
+            if thread < 1:
+                raise ValueError(f"maps chat {chat} to topic {thread}: a message_thread_id is "
+                                 "a positive number (the topic's id, from a link to it)")
+        return {chat.strip(): thread for chat, thread in value.items()}
 
     @model_validator(mode="after")
     def _liveness_outlasts_a_poll(self) -> BotConfig:

@@ -22,6 +22,8 @@ What it does, as Telegram does it:
 - ``getUpdates`` long-polls and follows the offset rules (updates below ``offset`` are confirmed
   and forgotten; a negative offset keeps only the last ``-offset`` updates);
 - ``deleteWebhook(drop_pending_updates=True)`` drops the queue;
+- ``setMyCommands`` keeps one list per scope (``commands_for(scope)``), checking names and
+  descriptions as Telegram does; ``message_thread_id`` (a forum topic) is kept on sent messages;
 - a text over 4,096 characters (a caption over 1,024), counted after the HTML is parsed, is
   refused with ``400 Bad Request: message is too long``.
 
@@ -151,6 +153,7 @@ class _State:
     messages: list[_StoredMessage] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     commands: list[dict[str, Any]] = field(default_factory=list)
+    scoped_commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     answered_callbacks: list[dict[str, Any]] = field(default_factory=list)
     next_update_id: int = 100_000
     next_message_id: int = 1
@@ -356,7 +359,8 @@ class FakeTelegram:
         """Messages the bot sent (text and photos), oldest first, with edits applied.
 
         Each is ``{"chat_id", "message_id", "text", "parse_mode", "kind", "photo_size",
-        "edits"}``; ``text`` is the text (or photo caption) as sent, HTML tags included.
+        "edits", "message_thread_id", "reply_markup"}``; ``text`` is the text (or photo
+        caption) as sent, HTML tags included.
         ``chat_id`` filters by chat (compared as strings, so 42 and "42" match).
         """
         with self._state.lock:
@@ -370,6 +374,8 @@ class FakeTelegram:
                 "kind": m.kind,
                 "photo_size": m.photo_size,
                 "edits": m.edits,
+                "message_thread_id": m.message.get("message_thread_id"),
+                "reply_markup": m.message.get("reply_markup"),
             }
             for m in stored
         ]
@@ -393,6 +399,12 @@ class FakeTelegram:
         """The command list last set with setMyCommands."""
         with self._state.lock:
             return list(self._state.commands)
+
+    def commands_for(self, scope: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The command list last set for ``scope`` (None: the default scope), e.g.
+        ``commands_for({"type": "chat", "chat_id": 42})``."""
+        with self._state.lock:
+            return list(self._state.scoped_commands.get(_scope_key(scope), []))
 
     @property
     def answered_callbacks(self) -> list[dict[str, Any]]:
@@ -643,6 +655,9 @@ def _store_message(
             "from": state.bot_user,
             **extra,
         }
+        if params.get("message_thread_id") is not None:  # a forum topic
+            message["message_thread_id"] = int(params["message_thread_id"])
+            message["is_topic_message"] = True
         raw = params.get("text") if kind == "text" else params.get("caption")
         state.messages.append(
             _StoredMessage(
@@ -726,6 +741,8 @@ def _edit_message_text(state: _State, params: dict[str, Any]) -> dict[str, Any]:
         stored.message = {**stored.message, "text": text, "edit_date": int(time.time())}
         if "reply_markup" in params:
             stored.message["reply_markup"] = params["reply_markup"]
+        else:  # as Telegram: an edit without reply_markup removes the inline keyboard
+            stored.message.pop("reply_markup", None)
         return stored.message
 
 
@@ -755,15 +772,29 @@ def _delete_webhook(state: _State, params: dict[str, Any]) -> bool:
     return True
 
 
+def _scope_key(scope: dict[str, Any] | None) -> str:
+    scope = scope or {"type": "default"}
+    return json.dumps({k: str(v) for k, v in scope.items()}, sort_keys=True)
+
+
 def _set_my_commands(state: _State, params: dict[str, Any]) -> bool:
+    commands = list(params.get("commands") or [])
+    for command in commands:
+        if not re.fullmatch(r"[a-z0-9_]{1,32}", command.get("command", "")):
+            raise _ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+        if not 1 <= len(command.get("description", "")) <= 256:
+            raise _ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
+    key = _scope_key(params.get("scope"))
     with state.lock:
-        state.commands = list(params.get("commands") or [])
+        state.scoped_commands[key] = commands
+        if key == _scope_key(None):
+            state.commands = commands
     return True
 
 
 def _get_my_commands(state: _State, params: dict[str, Any]) -> list[dict[str, Any]]:
     with state.lock:
-        return list(state.commands)
+        return list(state.scoped_commands.get(_scope_key(params.get("scope")), []))
 
 
 def _answer_callback_query(state: _State, params: dict[str, Any]) -> bool:
