@@ -26,7 +26,7 @@ import logging
 import threading
 import urllib.parse
 import warnings
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
@@ -225,6 +225,7 @@ class TelegramTransport:
         *,
         timeout: float = 10.0,
         network_backoff: float = DEFAULT_NETWORK_BACKOFF,
+        topics: Mapping[str, int] | None = None,
     ):
         if not token:
             raise ConfigError("Telegram token is empty: set SIGNALCAST_TELEGRAM_TOKEN")
@@ -233,6 +234,7 @@ class TelegramTransport:
         self._base_url = bot_api_base_url(base_url)
         self._timeout = timeout
         self._network_backoff = network_backoff
+        self._topics = dict(topics or {})  # forum chat id -> message_thread_id (bot.topics)
         self._loop: asyncio.AbstractEventLoop | None = None  # created by the first send
         self._closed = False
         self._lock = threading.Lock()  # one loop, one call at a time
@@ -249,19 +251,20 @@ class TelegramTransport:
 
         Raises ``RetryLater`` or ``PermanentFailure``; see the module docstring.
         """
+        thread = self._topics.get(str(chat_id))  # a forum chat's topic (bot.topics), or None
         if photo is not None:
             message = self._run(
                 chat_id,
                 lambda bot: bot.send_photo(
                     chat_id=chat_id, photo=photo, caption=text, parse_mode=ParseMode.HTML,
-                    disable_notification=silent,
+                    disable_notification=silent, message_thread_id=thread,
                 ),
             )
         else:
             message = self._run(
                 chat_id,
                 lambda bot: bot.send_message(chat_id=chat_id, text=text, parse_mode=ParseMode.HTML,
-                                             disable_notification=silent),
+                                             disable_notification=silent, message_thread_id=thread),
             )
         return SendResult(message_id=message.message_id)
 

@@ -12,7 +12,7 @@ from signalcast.notifier import CONSOLE_CHAT
 from signalcast.notifier.telegram import ConsoleTransport, TelegramTransport, Transport
 
 _lock = threading.Lock()
-_telegram: dict[tuple[int, str, str | None], TelegramTransport] = {}
+_telegram: dict[tuple, TelegramTransport] = {}
 _console_write: list[Callable[[str], None]] = [print]
 _console = ConsoleTransport(lambda text: _console_write[0](text))
 
@@ -28,11 +28,13 @@ def transports_for(settings: Settings) -> Callable[[str], Transport | None]:
     telegram = None
     if settings.env.telegram_token is not None:
         token = settings.env.telegram_token.get_secret_value()
-        key = (os.getpid(), token, settings.env.telegram_api_url)
+        topics = settings.bot.topics  # forum chat -> message_thread_id
+        key = (os.getpid(), token, settings.env.telegram_api_url, tuple(sorted(topics.items())))
         with _lock:
             telegram = _telegram.get(key)
             if telegram is None:
-                telegram = _telegram[key] = TelegramTransport(token, settings.env.telegram_api_url)
+                telegram = _telegram[key] = TelegramTransport(
+                    token, settings.env.telegram_api_url, topics=topics)
 
     http: dict[str, Transport] = {}
     if settings.notifiers.chat_ids:  # webhook:<name> and discord:<name> (notifiers section)
