@@ -3,6 +3,7 @@ predict and resolve runs (SQLite), checked against figures recomputed from the s
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import numpy as np
@@ -152,3 +153,35 @@ def test_report_names_an_unknown_target(served):
 
 
 
+
+
+def test_evaluate_table_fits_80_columns_with_each_figure_beside_its_benchmark():
+    from rich.console import Console
+
+    from signalcast.cli.evaluate import benchmarks, print_comparison
+    from signalcast.config import TargetConfig
+    from signalcast.data import SyntheticMarket
+    from signalcast.evaluation import WalkForwardConfig, evaluate_series
+    from signalcast.evaluation.report import comparison_rows
+    from signalcast.evaluation.suite import quick_params
+
+    market, target, periods = SyntheticMarket([BTC], seed=11), TargetConfig(
+        pct=0.015, horizon=48, alert_threshold=0.6), 1500
+    oracle = market.oracle_probability(BTC, target.pct, target.horizon, periods)
+    ev = evaluate_series(market.generate(periods)[BTC], "1h", target,
+                         {"lightgbm": quick_params("lightgbm")}, WalkForwardConfig(folds=2),
+                         asset=BTC, oracle=oracle)
+    bench = benchmarks([ev])
+    rows = {r["family"]: r for r in comparison_rows([ev])}
+    assert [b["family"] for b in bench] == ["lightgbm", "oracle"]
+    for b in bench:  # the skill is the table's own Brier against the base rate's
+        assert b["skill"] == pytest.approx(1 - rows[b["family"]]["brier"] / b["base_brier"])
+        assert b["skill_lower"] <= b["skill"] and 0.3 < b["auc_null_mean"] < 0.7
+    out = Console(width=80, record=True, file=io.StringIO())
+    print_comparison([ev], out, bench=bench)
+    text = out.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for family in ("lightgbm", "oracle"):
+        line = next(line for line in text.splitlines() if f" {family} " in line)
+        assert f"{bench[0 if family == 'lightgbm' else 1]['skill']:+.3f}" in line
+    assert "…" not in text  # nothing truncated

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -23,21 +24,76 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def print_comparison(evaluations, out: Console = console) -> None:
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def benchmarks(evaluations, n_boot: int = 500) -> list[dict[str, Any]]:
+    """Per (asset, target, family) row of the comparison: the Brier of the causal base rate
+    (the up frequency of the test labels resolved before each row), the Brier skill against it
+    with its circular block-bootstrap lower bound, and the AUC's circular label-shift null
+    (block and shifts of one horizon, so overlapping labels stay together)."""
+    import numpy as np
+
+    from signalcast.evaluation.report import ORACLE
+    from signalcast.stats.skill import auc_null, brier, causal_base_rate, skill_test
+
+    out = []
+    for ev in evaluations:
+        h = ev.target.horizon
+        first = ev.oof[ev.oof["family"] == ev.oof["family"].iloc[0]].sort_values("position")
+        scored = [(str(f), rows.sort_values("position")) for f, rows in
+                  ev.oof.groupby("family", sort=False)]
+        known = first[np.isfinite(first["oracle_p_up"].to_numpy(float))]
+        if len(known):
+            scored.append((ORACLE, known.assign(p_up=known["oracle_p_up"])))
+        for family, rows in scored:
+            y, p, pos = (rows[k].to_numpy(float) for k in ("y", "p_up", "position"))
+            ref = causal_base_rate(y, pos, pos, h)
+            test = skill_test(y, p, ref, block=h, n_boot=n_boot)
+            row = {"asset": ev.asset, "target": ev.target.key, "family": family,
+                   "n": len(y), "base_brier": brier(y, ref), "skill": test.skill,
+                   "skill_lower": test.lower, "auc_null_mean": None, "auc_null_sd": None}
+            if 0 < y.sum() < len(y):
+                null = auc_null(y, p, h)
+                row.update(auc_null_mean=null.null_mean, auc_null_sd=null.null_sd)
+            out.append(row)
+    return out
+
+
+def print_comparison(evaluations, out: Console = console,
+                     bench: list[dict[str, Any]] | None = None) -> None:
+    """One table per (asset, target), readable in 80 columns: each family's AUC beside its
+    label-shift null, Brier beside the causal base rate (skill and its lower bound), alerts
+    and their precision. Log-loss, recall, raw (uncalibrated) figures and fit seconds are in
+    the JSON and the HTML report."""
     from signalcast.evaluation.report import ORACLE, comparison_rows
 
-    table = Table(title="walk-forward, out-of-fold: calibrated P(up) (raw = before calibration)")
-    for col in ("asset", "target", "family", "rows", "AUC", "Brier", "log-loss", "alerts",
-                "precision", "recall", "AUC raw", "Brier raw", "seconds"):
-        table.add_column(col, justify="left" if col in ("asset", "target", "family") else "right")
-    for r in comparison_rows(evaluations):
-        style = "bold cyan" if r["family"] == ORACLE else None
-        table.add_row(r["asset"], r["target"], r["family"], str(r["n"]), _num(r["auc"]),
-                      _num(r["brier"]), _num(r["log_loss"]), str(r["alerts"]),
-                      _num(r["precision"]), _num(r["recall"]), _num(r["auc_raw"]),
-                      _num(r["brier_raw"]), _num(r["seconds"], 1),
-                      style=style)
-    out.print(table)
+    bench = benchmarks(evaluations) if bench is None else bench
+    extra = {(b["asset"], b["target"], b["family"]): b for b in bench}
+    rows = comparison_rows(evaluations)
+    series = list(dict.fromkeys((r["asset"], r["target"]) for r in rows))
+    for asset, target in series:
+        mine = [r for r in rows if (r["asset"], r["target"]) == (asset, target)]
+        base = extra.get((asset, target, mine[0]["family"]), {}).get("base_brier")
+        out.print(f"{asset} {target}: out-of-fold calibrated P(up); base-rate Brier "
+                  f"{_num(base, 4)}", markup=False, highlight=False)
+        table = Table(box=box.SIMPLE_HEAD, padding=0)
+        for col in ("family", "rows", "AUC", "null", "Brier", "skill", "low", "alerts",
+                    "prec."):
+            table.add_column(col, justify="left" if col == "family" else "right",
+                             no_wrap=True)
+        for r in mine:
+            b = extra.get((asset, target, r["family"]), {})
+            null = ("-" if b.get("auc_null_mean") is None else
+                    f"{b['auc_null_mean']:.2f}±{b['auc_null_sd']:.2f}")
+            table.add_row(r["family"], str(r["n"]), _num(r["auc"]), null, _num(r["brier"], 4),
+                          _signed(b.get("skill")), _signed(b.get("skill_lower")),
+                          str(r["alerts"]), _num(r["precision"], 2),
+                          style="bold cyan" if r["family"] == ORACLE else None)
+        out.print(table)
+    out.print("null: AUC under circular label shifts (mean±sd); skill: 1 - Brier / base-rate "
+              "Brier, low: its 5% block-bootstrap bound (block = horizon)")
 
 
 def evaluate(
@@ -93,12 +149,14 @@ def evaluate(
                 folds=folds, calibration_fraction=settings.training.calibration_fraction),
             markets=markets,
             progress=lambda msg: status.update(f"walk-forward: {msg}"))
-    print_comparison(evaluations)
+    bench = benchmarks(evaluations)
+    print_comparison(evaluations, bench=bench)
     for ev in evaluations:
         for why in ev.plan.skipped:
             console.print(f"[yellow]{ev.asset} {ev.target.key}[/yellow] {why}")
     if json_path:
-        write_json(evaluations, json_path, {"source": source, "folds": folds})
+        write_json(evaluations, json_path,
+                   {"source": source, "folds": folds, "benchmarks": bench})
         console.print(f"JSON written to {json_path}")
     if report_path:
         write_report(evaluations, report_path, title=f"signalcast evaluation: {source}")
