@@ -111,7 +111,7 @@ def confirmed(tg: FakeTelegram, user: int, text: str) -> str:
     tg.push_message(user, user, text)
     tg.wait_for(lambda t: len(t.sent_messages(user)) > before, timeout=20)
     question = tg.sent_messages(user)[before]
-    [[yes, _no]] = question["reply_markup"]["inline_keyboard"]
+    [[yes, _no]] = tg.bot_message(question["message_id"])["reply_markup"]["inline_keyboard"]
     tg.push_callback_query(user, user, yes["callback_data"], message_id=question["message_id"])
     tg.wait_for(lambda t: len(t.sent_messages(user)) > before + 1, timeout=20)
     return tg.sent_messages(user)[before + 1]["text"]

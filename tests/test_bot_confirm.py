@@ -89,6 +89,7 @@ def question(tg: FakeTelegram, user: int, text: str, chat: int | None = None) ->
     tg.push_message(user, chat, text)
     tg.wait_for(lambda t: len(t.sent_messages(chat)) > before, timeout=20)
     asked = tg.sent_messages(chat)[before]
+    asked["reply_markup"] = tg.bot_message(asked["message_id"]).get("reply_markup")
     assert asked["reply_markup"] is not None, asked["text"]
     return asked
 
@@ -213,7 +214,8 @@ def test_bad_arguments_are_answered_before_any_question(system):
     tg.wait_for(lambda t: len(t.sent_messages(ADMIN)) > before, timeout=20)
     answer = tg.sent_messages(ADMIN)[before]
     assert answer["text"].startswith("Usage: <code>/promote ASSET TARGET VERSION [REASON]")
-    assert "Known: lightgbm:1, lightgbm:2" in answer["text"] and answer["reply_markup"] is None
+    assert "Known: lightgbm:1, lightgbm:2" in answer["text"]
+    assert "reply_markup" not in tg.bot_message(answer["message_id"])  # no buttons
 
 
 def test_a_retrain_of_several_targets_asks_and_a_confirmed_one_queues_one_task_each(system):

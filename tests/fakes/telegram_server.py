@@ -359,8 +359,8 @@ class FakeTelegram:
         """Messages the bot sent (text and photos), oldest first, with edits applied.
 
         Each is ``{"chat_id", "message_id", "text", "parse_mode", "kind", "photo_size",
-        "edits", "message_thread_id", "reply_markup"}``; ``text`` is the text (or photo
-        caption) as sent, HTML tags included.
+        "edits"}``; ``text`` is the text (or photo caption) as sent, HTML tags included
+        (``bot_message`` has the rest: ``reply_markup``, ``message_thread_id``).
         ``chat_id`` filters by chat (compared as strings, so 42 and "42" match).
         """
         with self._state.lock:
@@ -374,8 +374,6 @@ class FakeTelegram:
                 "kind": m.kind,
                 "photo_size": m.photo_size,
                 "edits": m.edits,
-                "message_thread_id": m.message.get("message_thread_id"),
-                "reply_markup": m.message.get("reply_markup"),
             }
             for m in stored
         ]
@@ -392,6 +390,15 @@ class FakeTelegram:
         for row in self.sent_messages():
             if row["message_id"] == message_id:
                 return row["text"]
+        raise KeyError(f"no message {message_id} was sent")
+
+    def bot_message(self, message_id: int) -> dict[str, Any]:
+        """The Bot API Message object of a message the bot sent, as it is now (edits applied):
+        its ``reply_markup`` (inline buttons), ``message_thread_id`` (forum topic), ..."""
+        with self._state.lock:
+            for stored in self._state.messages:
+                if stored.message["message_id"] == message_id:
+                    return json.loads(json.dumps(stored.message))
         raise KeyError(f"no message {message_id} was sent")
 
     @property
