@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-import urllib.parse
 import warnings
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
@@ -48,6 +47,12 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from signalcast.core.errors import ConfigError, SignalcastError, TemporaryError
+from signalcast.notifier.redaction import (  # noqa: F401  (bot_api_base_url: re-exported)
+    DEFAULT_BASE_URL,
+    bot_api_base_url,
+    redact,
+    redact_token_in_logs,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -63,23 +68,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 # Backoff after a timeout, a network error or a 5xx, when Telegram gave no retry_after.
 DEFAULT_NETWORK_BACKOFF = 15.0
-
-# Loggers that may print a request URL (and so the token): httpx logs every request at INFO,
-# telegram.Bot logs its API URL at DEBUG when constructed.
-_URL_LOGGERS = (
-    "httpx",
-    "telegram.Bot",
-    "telegram.ext.ExtBot",
-    "telegram.ext.Application",
-    "telegram.ext.Updater",
-    "telegram.request.BaseRequest",
-    "telegram.request.HTTPXRequest",
-)
-if logging.getLogger("httpx").level == logging.NOTSET:  # an explicit setting is respected
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 T = TypeVar("T")
 
@@ -129,80 +119,6 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-# -- token hygiene -----------------------------------------------------------------------------
-
-
-class _TokenRedactor(logging.Filter):
-    """Rewrites log records so that no registered token survives in their message."""
-
-    def __init__(self) -> None:
-        super().__init__("signalcast.token-redactor")
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, token: str) -> None:
-        with self._lock:
-            self._secrets.update(_secret_forms(token))
-
-    def redact(self, text: str) -> str:
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for secret in secrets:
-            text = text.replace(secret, "<redacted-token>")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self.redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
-_REDACTOR = _TokenRedactor()
-
-
-def _secret_forms(token: str) -> set[str]:
-    """The token as written in URLs and messages: whole, URL-quoted, and its secret half."""
-    forms = {token, urllib.parse.quote(token, safe="")}
-    secret_half = token.partition(":")[2]
-    if len(secret_half) >= 8:
-        forms.add(secret_half)
-    return {form for form in forms if form}
-
-
-def redact_token_in_logs(token: str) -> None:
-    """Hide ``token`` in every record of the PTB and httpx loggers (idempotent).
-
-    A filter attached to a logger only sees records logged to that very logger, so it is
-    attached to each logger that may print a request URL. The bot process calls this too.
-    """
-    _REDACTOR.add(token)
-    for name in _URL_LOGGERS:
-        logger = logging.getLogger(name)
-        if _REDACTOR not in logger.filters:
-            logger.addFilter(_REDACTOR)
-
-
-def bot_api_base_url(url: str | None) -> str:
-    """The ``base_url`` python-telegram-bot needs, from a configured Bot API address.
-
-    PTB builds request URLs as ``base_url + token + "/" + method`` unless ``base_url`` holds a
-    ``{token}`` placeholder, so a bare server address needs ``/bot`` appended.
-
-    >>> bot_api_base_url("http://127.0.0.1:8081/")
-    'http://127.0.0.1:8081/bot'
-    >>> bot_api_base_url(None)
-    'https://api.telegram.org/bot'
-    """
-    if not url:
-        return DEFAULT_BASE_URL
-    if "{token}" in url:
-        return url
-    url = url.rstrip("/")
-    return url if url.endswith("/bot") else f"{url}/bot"
-
-
 # -- transports --------------------------------------------------------------------------------
 
 
@@ -242,7 +158,7 @@ class TelegramTransport:
         self._request: HTTPXRequest | None = None
 
     def __repr__(self) -> str:
-        return f"TelegramTransport(base_url={_REDACTOR.redact(self._base_url)!r})"
+        return f"TelegramTransport(base_url={redact(self._base_url)!r})"
 
     def send(self, chat_id: str, text: str, *, photo: bytes | None = None,
              silent: bool = False) -> SendResult:
@@ -338,7 +254,7 @@ class TelegramTransport:
     def _translate(self, exc: TelegramError) -> RetryLater | PermanentFailure:
         """Map a PTB error to RetryLater or PermanentFailure (BadRequest is a NetworkError
         subclass, so the permanent ones must be checked before the network ones)."""
-        reason = _REDACTOR.redact(f"{type(exc).__name__}: {exc}")
+        reason = redact(f"{type(exc).__name__}: {exc}")
         if isinstance(exc, RetryAfter):
             return RetryLater(_retry_after_seconds(exc), reason, flood=True)
         if isinstance(exc, ChatMigrated):
