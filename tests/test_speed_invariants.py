@@ -171,6 +171,7 @@ def test_features_are_computed_once_per_asset_and_reused_across_targets(sqlite_u
     settings = make_settings(sqlite_url)
     engine = init_db(sqlite_url)
     now = seed_history(engine, settings)
+    dataset.clear_shared_features()  # another test may have trained on the same history
     before = dict(dataset.FEATURE_STATS)
     for target in settings.targets:
         train_model(engine, settings, ASSET, target.key, "lightgbm", now=now)

@@ -61,6 +61,12 @@ def shared_features(candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     return feats
 
 
+def clear_shared_features() -> None:
+    """Forget the features kept by :func:`shared_features` (tests; a process never needs to)."""
+    with _features_lock:
+        _features.clear()
+
+
 class MoveTarget(Protocol):
     """What a labelled set needs of a target: the move size and the horizon in candles."""
 
