@@ -185,3 +185,16 @@ def test_evaluate_table_fits_80_columns_with_each_figure_beside_its_benchmark():
         line = next(line for line in text.splitlines() if f" {family} " in line)
         assert f"{bench[0 if family == 'lightgbm' else 1]['skill']:+.3f}" in line
     assert "…" not in text  # nothing truncated
+
+
+def test_only_the_asked_outbox_statuses_count_as_alerts(served):
+    from signalcast.ops.report import QUEUED, UNDELIVERED
+
+    engine, settings, *_ = served
+    with session_scope(engine, readonly=True) as session:  # nothing drained: all still pending
+        statuses = {a.status for a in session.exec(select(AlertOutbox)).all()}
+    assert statuses <= set(QUEUED)
+    sent = served_report(engine, settings, assets=[BTC])["pooled"]["alerts"]["sent"]
+    stale = served_report(engine, settings, assets=[BTC], alert_statuses=UNDELIVERED)
+    assert sent > 0 and stale["pooled"]["alerts"]["sent"] == 0
+    assert stale["alert_statuses"] == ["expired"]

@@ -44,6 +44,9 @@ TOLERANCE = 0.05  # a bin is "within" when |mean predicted - observed| <= this
 MIN_BIN = 100  # bins with fewer predictions are shown but not judged
 POOLED = "pooled"
 QUEUED = ("pending", "sending", "sent")  # alert statuses that count as "sent"
+# a signal the drain found stale (status "expired": never delivered) counts only when asked,
+# e.g. in a replay on a simulated clock, where every signal is stale by the wall clock
+UNDELIVERED = ("expired",)
 
 
 def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
@@ -131,7 +134,8 @@ def _series_rows(session, settings: Settings, asset: str, target: str,
 
 
 def _series(session, settings: Settings, asset: str, target: str, *, since, until,
-            n_boot: int, bins: int) -> tuple[dict[str, Any], dict[str, np.ndarray] | None, list]:
+            n_boot: int, bins: int, statuses: tuple[str, ...] = QUEUED,
+            ) -> tuple[dict[str, Any], dict[str, np.ndarray] | None, list]:
     cfg = settings.target(target)
     step = timeframe_to_timedelta(settings.asset(asset).timeframe).total_seconds()
     preds, outcomes = _series_rows(session, settings, asset, target, since, until)
@@ -148,7 +152,7 @@ def _series(session, settings: Settings, asset: str, target: str, *, since, unti
     }
     alert_rows = session.exec(select(AlertOutbox.candle_time, AlertOutbox.payload).where(
         AlertOutbox.kind == "signal", AlertOutbox.asset == asset, AlertOutbox.target == target,
-        AlertOutbox.status.in_(QUEUED))).all()
+        AlertOutbox.status.in_(statuses))).all()
     per_candle = {t: payload for t, payload in alert_rows
                   if (since is None or t >= since) and (until is None or t <= until)}
     alerts = [(str(p["direction"]), float(p["probability"]), outcomes.get(t))
@@ -174,11 +178,12 @@ def _series(session, settings: Settings, asset: str, target: str, *, since, unti
 
 def served_report(engine: Engine, settings: Settings, *, assets: list[str] | None = None,
                   targets: list[str] | None = None, since: datetime | None = None,
-                  until: datetime | None = None, n_boot: int = 500,
-                  bins: int = 10) -> dict[str, Any]:
+                  until: datetime | None = None, n_boot: int = 500, bins: int = 10,
+                  alert_statuses: tuple[str, ...] = QUEUED) -> dict[str, Any]:
     """The report as plain data: ``{"series": [...], "pooled": {...}, "tolerance", "min_bin"}``.
     ``assets``/``targets`` restrict it (default: every configured one); ``since``/``until`` the
-    candle times of the served predictions."""
+    candle times of the served predictions; ``alert_statuses`` the outbox statuses of the
+    signal alerts counted (default: queued or sent; add :data:`UNDELIVERED` for stale ones)."""
     symbols = [settings.asset(a).symbol for a in assets] if assets else [
         a.symbol for a in settings.assets]
     keys = [settings.target(t).key for t in targets] if targets else [
@@ -189,7 +194,8 @@ def served_report(engine: Engine, settings: Settings, *, assets: list[str] | Non
         for asset in symbols:
             for key in keys:
                 info, data, alerts = _series(session, settings, asset, key, since=since,
-                                             until=until, n_boot=n_boot, bins=bins)
+                                             until=until, n_boot=n_boot, bins=bins,
+                                             statuses=alert_statuses)
                 series.append(info)
                 arrays["alerts"] += alerts
                 if data is not None:
@@ -206,6 +212,7 @@ def served_report(engine: Engine, settings: Settings, *, assets: list[str] | Non
                                   np.concatenate(arrays["ref3"]), max(horizons), n_boot=n_boot,
                                   bins=bins)
     return {"series": series, "pooled": pooled, "tolerance": TOLERANCE, "min_bin": MIN_BIN,
+            "alert_statuses": list(alert_statuses),
             "since": since.isoformat() if since else None,
             "until": until.isoformat() if until else None}
 

@@ -1,0 +1,192 @@
+"""What users receive: train on the first 75% of a synthetic history, replay the rest through the
+real tick path, then judge what was served with ``signalcast report``'s data.
+
+An embedded deployment (SQLite file, in-process Celery worker, the tick chain of ``signalcast
+replay``: ingest -> predict | resolve, one drain) on the packaged synthetic market (seed 7) with
+the packaged targets (1%, 2%, 5% within 72 hourly candles) and ``models.champion: auto``
+(training's walk-forward selection and skill gate). ``--assets`` assets, champions trained once
+at the replay's start on the ``3 x ticks`` candles before it, then ``--ticks`` hourly ticks.
+
+Prints, pooled and per (asset, target): served Brier of P(up first) vs the causal base rate
+(and the three-outcome Brier), reliability bins holding >= 100 predictions within 0.05 of
+their observed frequency, alerts stated minus realised (expired = miss), and the same for the
+signals the skill gate held (what would have been sent without it).
+
+    OMP_NUM_THREADS=1 python bench/bench_served_replay.py --assets 1 --ticks 2250 \
+        --json /tmp/served.json --png /tmp/served_png
+
+Nothing is asserted: the figures are reported as measured, met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlmodel import select  # noqa: E402
+
+from signalcast.alerts.rules import is_hit, outcome_result  # noqa: E402
+from signalcast.config import Settings, load_settings  # noqa: E402
+from signalcast.db.engine import init_db, session_scope  # noqa: E402
+from signalcast.db.tables import ModelVersion, Outcome, Prediction  # noqa: E402
+from signalcast.lifecycle.train import train_model  # noqa: E402
+from signalcast.ops.report import QUEUED, UNDELIVERED, served_report  # noqa: E402
+from signalcast.pipeline.ingest import ingest_asset  # noqa: E402
+from signalcast.scheduler.jobs import candle_close_tick  # noqa: E402
+from signalcast.tasks.runner import task_runtime, wait_tick  # noqa: E402
+
+PACKAGED = ROOT / "signalcast" / "config" / "default.yaml"
+
+
+def config(assets: int) -> dict:
+    data = yaml.safe_load(PACKAGED.read_text())
+    data["assets"] = data["assets"][:assets]
+    # the console chat receives signal alerts (queued, drained to stdout), so alerts are sent
+    data["alerts"] = {**data.get("alerts", {}), "console": True, "console_kinds": ["signal"],
+                      "charts": False}
+    return data
+
+
+def threshold_signals(engine, settings: Settings, until, *, held_only: bool) -> dict:
+    """Served predictions whose direction crossed its alert threshold (``held_only``: those the
+    skill gate held): stated vs realised as if each had been sent (resolved ones; expired =
+    miss), whoever receives alerts."""
+    stated, hits = [], []
+    with session_scope(engine, readonly=True) as session:
+        for asset in settings.assets:
+            for target in settings.targets:
+                outcomes = dict(session.exec(select(Outcome.candle_time, Outcome.label).where(
+                    Outcome.asset == asset.symbol, Outcome.target == target.key)).all())
+                rows = session.exec(select(Prediction.candle_time, Prediction.prob_up,
+                                           Prediction.prob_down).where(
+                    Prediction.asset == asset.symbol, Prediction.target == target.key,
+                    Prediction.served, Prediction.candle_time <= until,
+                    *([Prediction.alert_held.is_not(None)] if held_only else []))).all()
+                for t, p_up, p_down in rows:
+                    p_down = 1 - p_up if p_down is None else p_down
+                    direction, p = ("UP", p_up) if p_up >= p_down else ("DOWN", p_down)
+                    if p < target.alert_threshold or t not in outcomes:
+                        continue
+                    stated.append(p)
+                    hits.append(is_hit(outcome_result(direction, outcomes[t])))
+    if not stated:
+        return {"resolved": 0}
+    return {"resolved": len(stated), "stated": float(np.mean(stated)),
+            "realised": float(np.mean(hits)),
+            "stated_minus_realised": float(np.mean(stated) - np.mean(hits))}
+
+
+def run(args, settings: Settings, stored: Settings, engine, t0, horizon: int) -> dict:
+    """Seed, train the champions at ``t0``, replay ``args.ticks`` ticks; returns timings."""
+    end = t0 + timedelta(hours=args.ticks + horizon + 1)
+    with session_scope(engine) as session:
+        for a in settings.assets:
+            ingest_asset(session, settings, a.symbol, end)
+    print(f"{len(settings.assets)} asset(s) x {len(settings.targets)} targets; training "
+          f"{settings.models.champion} at {t0:%Y-%m-%d %H:%M} on {3 * args.ticks} candles ...",
+          flush=True)
+    started = time.perf_counter()
+    train_s = {}
+    for a in settings.assets:
+        for t in settings.targets:
+            one = time.perf_counter()
+            train_model(engine, settings, a.symbol, t.key, settings.models.champion, now=t0)
+            train_s[f"{a.symbol} {t.key}"] = round(time.perf_counter() - one, 1)
+    train_total = time.perf_counter() - started
+    print(json.dumps({"train_s": train_s}), flush=True)
+    started, failures = time.perf_counter(), 0
+    with task_runtime(stored):
+        for i in range(args.ticks):
+            now = t0 + timedelta(hours=i, seconds=stored.schedule.predict_delay_seconds)
+            failures += len(wait_tick(candle_close_tick(engine, stored, now, job="served")))
+            if (i + 1) % max(1, args.ticks // 10) == 0:
+                print(f"  tick {i + 1}/{args.ticks}, {time.perf_counter() - started:.0f} s",
+                      flush=True)
+        # resolve what the last horizon left pending: ticks past the end, predictions ignored
+        for i in range(args.ticks, args.ticks + horizon + 1):
+            now = t0 + timedelta(hours=i, seconds=stored.schedule.predict_delay_seconds)
+            failures += len(wait_tick(candle_close_tick(engine, stored, now, job="served")))
+    replay_s = time.perf_counter() - started
+    return {"train_s": round(train_total, 1), "train_s_per_target": train_s,
+            "replay_s": round(replay_s, 1), "failures": failures}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--assets", type=int, default=1)
+    parser.add_argument("--ticks", type=int, default=2250)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--png", type=Path, help="write the reliability diagrams here")
+    parser.add_argument("--reuse", type=Path, help="a finished run's directory: report only")
+    args = parser.parse_args()
+
+    tmp = args.reuse or Path(tempfile.mkdtemp(prefix="signalcast-served-"))
+    config_path = tmp / "served.yaml"
+    if not args.reuse:
+        config_path.write_text(yaml.safe_dump(config(args.assets)))
+    db_url = f"sqlite:///{tmp / 'served.db'}"
+    settings = load_settings(config_path, database_url=db_url, broker_url=None,
+                             telegram_token=None)
+    engine = init_db(db_url)
+    horizon = max(t.horizon for t in settings.targets)
+    t0 = settings.data.start + timedelta(hours=3 * args.ticks)  # 75% before, 25% replayed
+    stored = Settings(settings.file.model_copy(update={"data": settings.file.data.model_copy(
+        update={"source": "stored"})}), settings.env, settings.source)
+    timings = {} if args.reuse else run(args, settings, stored, engine, t0, horizon)
+    with session_scope(engine, readonly=True) as session:
+        champions = {f"{m.asset} {m.target}": {
+            "family": m.family, "gate_open": m.metrics.get("gate_open"),
+            "gate_reason": m.metrics.get("gate_reason"),
+            "wf_skill": m.metrics.get("brier_skill"), "wf_skill_lower": m.metrics.get(
+                "skill_lower")} for m in session.exec(select(ModelVersion).where(
+                    ModelVersion.role == "champion")).all()}
+    until = t0 + timedelta(hours=args.ticks - 1)
+    # on the simulated clock the drain finds every signal stale (status expired, not delivered):
+    # they are what the replay would have sent, so they count here
+    report = served_report(engine, stored, until=until, alert_statuses=QUEUED + UNDELIVERED)
+    pooled = report["pooled"]["scores"] or {}
+    result = {
+        "assets": len(settings.assets), "targets": len(settings.targets), "ticks": args.ticks,
+        **timings,
+        "champions": champions,
+        "pooled": {k: pooled.get(k) for k in (
+            "n", "brier_up", "base_brier_up", "skill_up", "skill_up_lower", "brier3",
+            "base_brier3", "skill3", "skill3_lower", "auc", "auc_null_mean", "auc_null_sd",
+            "bins_up", "bins_down")},
+        "served_brier_at_most_base": (pooled.get("brier_up") is not None
+                                      and pooled["brier_up"] <= pooled["base_brier_up"]),
+        "alerts": report["pooled"]["alerts"],
+        "held_signals": threshold_signals(engine, stored, until, held_only=True),
+        "threshold_signals": threshold_signals(engine, stored, until, held_only=False),
+        "series": [{"series": f"{s['asset']} {s['target']}", "alerts": s["alerts"],
+                    **{k: (s["scores"] or {}).get(k) for k in (
+                        "n", "brier_up", "base_brier_up", "skill_up", "skill_up_lower",
+                        "bins_up", "bins_down", "auc", "auc_null_mean")}}
+                   for s in report["series"]],
+    }
+    from rich.console import Console
+
+    from signalcast.cli.report import print_report, write_pngs
+
+    print_report(report, Console(width=80), every_bin=True)
+    if args.png:
+        write_pngs(report, args.png)
+    print(json.dumps(result, indent=1, default=str))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": result, "report": report}, indent=1,
+                                        default=str))
+
+
+if __name__ == "__main__":
+    main()
