@@ -152,9 +152,24 @@ def embedded_worker(celery_app: Celery = app) -> Iterator[object]:
     """A real Celery worker consuming every queue, in a thread of this process."""
     from celery.contrib.testing.worker import start_worker
 
-    with start_worker(celery_app, pool="solo", concurrency=1, perform_ping_check=False,
-                      queues=list(QUEUES), loglevel="WARNING", shutdown_timeout=30) as worker:
-        yield worker
+    try:
+        with start_worker(celery_app, pool="solo", concurrency=1, perform_ping_check=False,
+                          queues=list(QUEUES), loglevel="WARNING", shutdown_timeout=30) as worker:
+            yield worker
+    finally:
+        if str(celery_app.conf.broker_url or "").startswith("memory://"):
+            _clear_memory_broker()
+
+
+def _clear_memory_broker() -> None:
+    """The in-process broker's queues are process-global (kombu keeps them on the class): what
+    an embedded worker left queued (a drain still polling for its tick, a countdown retry) would
+    otherwise be run by the next embedded worker of the process, against other settings. A
+    process that ends loses them all the same; one embedded run leaves nothing to the next."""
+    from kombu.transport.memory import Channel
+
+    for queue in Channel.queues.values():
+        queue.queue.clear()
 
 
 def route_celery_logging() -> None:

@@ -39,6 +39,10 @@ DB_RETRY = {**RETRY, "autoretry_for": (OperationalError,)}  # the exchange layer
 # visibility timeout); a killed pool child is retried after a few seconds
 TRAIN = {**RETRY, "acks_late": False, "retry_on_worker_lost": True, "default_retry_delay": 3}
 DRAIN_POLL_MAX_SECONDS = 2.0
+# A tick's drain polls for its work at most this often (about 5 minutes at the 2 s cap), then
+# drains anyway: a tick whose work never settles (lost, then redone under fresh ids with a
+# drain of its own) must not keep a drain polling the database until its deadline.
+DRAIN_MAX_POLLS = 150
 
 
 def _engine():
@@ -139,11 +143,13 @@ def send_alerts(self: Task, after: list[list[str]] | None = None,
                 until: str | None = None) -> dict:
     """Drain the outbox. A tick's drain names its assets' work (``after``: per asset the
     ingest, predict and resolve task ids) and re-schedules itself (a short countdown, no
-    worker blocked) until each asset's work has a final record or ``until`` passed."""
+    worker blocked) until each asset's work has a final record, ``until`` passed or it polled
+    ``DRAIN_MAX_POLLS`` times."""
     from signalcast.alerts.drain import drain_outbox
     from signalcast.notifier.transports import transports_for
 
-    if after and datetime.now(UTC) < _when(until) and not work_settled(_engine(), after):
+    if (after and self.request.retries < DRAIN_MAX_POLLS and datetime.now(UTC) < _when(until)
+            and not work_settled(_engine(), after)):
         raise self.retry(countdown=min(DRAIN_POLL_MAX_SECONDS, 0.05 * 2**self.request.retries),
                          max_retries=None)
     with _recorded(self, "send_alerts", {}) as run:
