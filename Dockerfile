@@ -31,9 +31,9 @@ WORKDIR /build
 # Dependency layer: depends on pyproject.toml only, so a code change reuses it. The runtime
 # dependencies, the `live` extra (ccxt) and the model-family extras named in FAMILY_EXTRAS are
 # read from pyproject.toml and installed first. FAMILY_EXTRAS: comma-separated, e.g.
-# "xgboost,river"; empty (the default) builds a lean image whose workers serve the core families
-# (lightgbm, hmm, random_forest, lorentzian, ensembles of them): xgboost's wheel alone adds
-# ~700 MB with its CUDA library. `docker build --build-arg FAMILY_EXTRAS=xgboost,river .`
+# "xgboost"; empty (the default) builds a lean image whose workers serve the core families
+# (lightgbm, hmm, river, random_forest, lorentzian, ensembles of them): xgboost's wheel alone adds
+# ~700 MB with its CUDA library. `docker build --build-arg FAMILY_EXTRAS=xgboost .`
 ARG FAMILY_EXTRAS=""
 COPY pyproject.toml ./
 RUN python -c "import tomllib, sys; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \

@@ -47,7 +47,6 @@ BUILTIN: dict[str, str] = {
 # Built-in families whose library is an extra: family -> (module it imports, extra that brings it)
 OPTIONAL_LIBRARIES: dict[str, tuple[str, str]] = {
     "xgboost": ("xgboost", "xgboost"),
-    "river": ("river", "river"),
 }
 
 
