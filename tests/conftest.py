@@ -151,3 +151,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _needs_service(item):
             item.add_marker(pytest.mark.integration)
+
+
+# -- tests that need a process of their own ------------------------------------------------------
+# A few end-to-end tests run the embedded pipeline (an in-process Celery worker, kombu's
+# in-memory broker, per-process caches) and passed alone but not after hundreds of other tests
+# in the same process. Marked `isolated`, such a test runs in a fresh pytest process of its own
+# (its fixtures too) and its outcome is reported here; the same test runs in-process inside that
+# child (SIGNALCAST_ISOLATED_CHILD).
+
+_ISOLATED_CHILD = "SIGNALCAST_ISOLATED_CHILD"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    if item.get_closest_marker("isolated") is None or os.environ.get(_ISOLATED_CHILD):
+        return None
+    import subprocess
+    import sys
+    import time
+
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    started = time.time()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header",
+         "-o", "addopts=--strict-markers", item.nodeid],
+        env={**os.environ, _ISOLATED_CHILD: "1"}, cwd=str(item.config.rootpath),
+        capture_output=True, text=True, timeout=900)
+    outcome = "passed" if done.returncode == 0 else "failed"
+    longrepr = None if outcome == "passed" else (
+        f"{item.nodeid} failed in its own process (exit {done.returncode}):\n"
+        + done.stdout[-6000:] + done.stderr[-2000:])
+    for when in ("setup", "call", "teardown"):
+        report = pytest.TestReport(
+            item.nodeid, item.location, {k: 1 for k in item.keywords},
+            outcome if when == "call" else "passed", longrepr if when == "call" else None,
+            when, duration=time.time() - started if when == "call" else 0.0)
+        item.ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True

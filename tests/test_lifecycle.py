@@ -224,6 +224,7 @@ def test_two_train_processes_never_lose_a_version(postgres_url):
 
 
 @pytest.mark.slow
+@pytest.mark.isolated
 def test_demo_shows_the_loop(tmp_path):
     from rich.console import Console
 

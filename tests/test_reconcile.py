@@ -49,6 +49,7 @@ def later(settings) -> object:
     return utcnow() + timedelta(seconds=settings.schedule.tick_landing_seconds + 1)
 
 
+@pytest.mark.isolated
 def test_a_tick_whose_messages_were_lost_is_reconciled_and_lands_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'r.db'}"
     settings = load_settings(write_config(tmp_path / "r.yaml", TOLD), database_url=url,

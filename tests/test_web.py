@@ -144,6 +144,7 @@ def cells(page, table_id: str) -> list[list[str]]:
 # -- what a person sees --------------------------------------------------------------------------
 
 
+@pytest.mark.isolated
 def test_overview_shows_champions_alerts_tasks_and_the_last_tick_from_the_database(
         page, server, filled):
     engine, _ = filled
@@ -180,6 +181,7 @@ def test_overview_shows_champions_alerts_tasks_and_the_last_tick_from_the_databa
     screenshot(page, "overview")
 
 
+@pytest.mark.isolated
 def test_target_page_draws_price_probabilities_alerts_reliability_and_comparison(
         page, server, filled):
     engine, _ = filled
