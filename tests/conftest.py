@@ -188,5 +188,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
             outcome if when == "call" else "passed", longrepr if when == "call" else None,
             when, duration=time.time() - started if when == "call" else 0.0)
         item.ihook.pytest_runtest_logreport(report=report)
+    # what runtestprotocol does after an item: tear down the fixtures the next item does not
+    # share (the module's, when this was its last test)
+    item.session._setupstate.teardown_exact(nextitem)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
