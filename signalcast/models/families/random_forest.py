@@ -83,5 +83,5 @@ class RandomForestModel(SignalModel):
     @classmethod
     def from_bytes(cls, data: bytes, params: dict[str, Any]) -> Self:
         model = cls(**params)
-        model.forest_ = pickle.loads(data)  # only after the artifact's sha256 was verified
+        model.forest_ = pickle.loads(data)  # only after load_artifact verified the artifact's HMAC
         return model

@@ -78,7 +78,7 @@ class RiverModel(SignalModel):
     @classmethod
     def from_bytes(cls, data: bytes, params: dict[str, Any]) -> Self:
         model = cls(**params)
-        model.model_ = pickle.loads(data)  # only after the artifact's sha256 was verified
+        model.model_ = pickle.loads(data)  # only after load_artifact verified the artifact's HMAC
         return model
 
 
