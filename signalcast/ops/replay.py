@@ -1,0 +1,250 @@
+"""Replay ticks in this process: per simulated tick, the pipeline functions its Celery tasks run,
+in their order, under their task ids and run records, with no broker and no worker.
+
+``signalcast replay`` used to publish every tick to an embedded Celery worker
+(scheduler/jobs.candle_close_tick, then wait for the chain): about 0.4-0.6 s of broker and
+result-backend round trips per tick for 3 assets, most of a replay's time. A replay has no
+workers to spread over and nothing to wait for, so here one tick (all assets of a timeframe at
+one fire time) is, as the worker would run it (scheduler/ticks.py, tasks/tasks.py):
+
+1. per asset, the (job, fire time) row of ``scheduled_enqueues`` with the task ids its chain
+   would run under (an asset already recorded for this job and time is skipped, as
+   ``enqueue_once`` skips it), and the tick's one drain row;
+2. every asset's ``ingest`` (the worker runs them first: they are queued first);
+3. per asset whose ingest succeeded, ``predict`` (refused after the tick's deadline, as the
+   task refuses) then ``resolve`` (outcomes, then online learning and drift); a drift retrain
+   the resolve asks for runs right after it, recorded under its ``train:...`` task id;
+4. the drain of the outbox.
+
+Each step is recorded in ``task_runs`` exactly as the task records itself (``recorded_run``:
+same ids, names, args and results), so status, the web pages and the reconciler read a replay
+the same whichever path ran it; ``tests/test_replay_inprocess.py`` checks that both paths store
+the same predictions, outcomes, enqueue rows and run records. What differs: nothing is
+published (the enqueue rows carry no signature), and a failed step is recorded and reported,
+not retried with Celery's backoff (a replay over stored history has no outage to wait out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from signalcast.config import Settings
+from signalcast.core.logs import log_context
+from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
+from signalcast.db.engine import session_scope
+from signalcast.db.tables import ScheduledEnqueue, utcnow
+from signalcast.db.upsert import upsert
+from signalcast.ops.runs import RunRecorder, recorded_run
+
+
+# The task ids and deadlines of scheduler/ticks.py (``tick_key``, ``tick_deadline``) and
+# tasks/enqueuer.py (``train_signature``): that layer talks to Celery, this one may not import
+# it. The equivalence test compares the ids both paths record.
+def tick_key(job: str, asset: str, candle_time: datetime) -> str:
+    return f"{job}:{asset}:{utc(candle_time).isoformat()}"
+
+
+def tick_deadline(candle_time: datetime, timeframe: str, published: datetime) -> datetime:
+    """The candle's next close, or one candle from publishing when that is already past."""
+    step = timeframe_to_timedelta(timeframe)
+    next_close = utc(candle_time) + 2 * step
+    return next_close if next_close > published else published + step
+
+
+def train_task_id(asset: str, target: str, family: str, now: datetime) -> str:
+    return f"train:{asset}:{target}:{family}:{utc(now).isoformat()}"
+
+
+@dataclass
+class TickReport:
+    """What one replayed tick did: per asset its task results, and the failures (as the
+    Celery path's ``wait_tick`` reports them: ``<task id>: <error>``)."""
+
+    now: datetime
+    assets: list[str] = field(default_factory=list)  # the assets this call ran (not skipped)
+    failures: list[str] = field(default_factory=list)
+    results: dict[str, dict] = field(default_factory=dict)  # task id -> its run's result
+
+
+class InlineEnqueuer:
+    """:class:`~signalcast.core.ports.Enqueuer` of a replay: work asked for while a step runs
+    (a drift retrain, a drain) is kept and run by :meth:`run_pending` once that step's run
+    record is closed, as a worker would pick the message up after it."""
+
+    def __init__(self, runner: ReplayRunner) -> None:
+        self._runner = runner
+        self.pending: list[Callable[[], None]] = []
+
+    def train(self, asset: str, target: str, family: str, now: datetime) -> str:
+        task_id = train_task_id(asset, target, family, now)
+        self.pending.append(lambda: self._runner.train(asset, target, family, now))
+        return task_id
+
+    def drain_alerts(self) -> None:
+        self.pending.append(lambda: self._runner.drain(None))
+
+    def run_pending(self) -> None:
+        while self.pending:
+            self.pending.pop(0)()
+
+
+class ReplayRunner:
+    """Runs ticks of ``settings`` against ``engine`` in this process (see the module doc)."""
+
+    def __init__(self, engine: Engine, settings: Settings, *, job: str = "replay",
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine, self.settings, self.job, self.clock = engine, settings, job, clock
+        self.max_lost = settings.workers.max_lost_deliveries
+        self.enqueuer = InlineEnqueuer(self)
+        self._report: TickReport | None = None
+
+    # -- one tick ------------------------------------------------------------------------------
+
+    def tick(self, now: datetime, timeframe: str | None = None) -> TickReport:
+        """One candle-close tick at ``now`` (every timeframe, or only ``timeframe``)."""
+        now = utc(now)
+        report = self._report = TickReport(now)
+        try:
+            for tf in sorted({a.timeframe for a in self.settings.assets}):
+                if timeframe is None or tf == timeframe:
+                    self._tick_timeframe(now, tf, report)
+        finally:
+            self._report = None
+        return report
+
+    def _tick_timeframe(self, now: datetime, tf: str, report: TickReport) -> None:
+        candle_time = last_closed_open_time(now, tf)
+        published = utc(self.clock())
+        deadline = tick_deadline(candle_time, tf, published)
+        assets = [a.symbol for a in self.settings.assets if a.timeframe == tf]
+        keys = {a: tick_key(self.job, a, candle_time) for a in assets}
+        ids = {a: [f"{k}:ingest", f"{k}:predict", f"{k}:resolve"] for a, k in keys.items()}
+        drain_id = f"{tick_key(self.job, f'drain:{tf}', candle_time)}:alerts"
+        assets = self._record_enqueues(candle_time, deadline, published, assets, ids, drain_id)
+        if not assets:
+            return
+        report.assets += assets
+        when, iso_deadline = now.isoformat(), deadline.isoformat()
+        ingested = [a for a in assets
+                    if self._run(ids[a][0], "ingest", {"asset": a, "now": when},
+                                 lambda run, a=a: self._ingest(run, a, now))]
+        for asset in ingested:
+            self._run(ids[asset][1], "predict",
+                      {"asset": asset, "candle_time": candle_time.isoformat()},
+                      lambda run, a=asset: self._predict(run, a, candle_time, iso_deadline))
+            self._run(ids[asset][2], "resolve", {"asset": asset, "now": when},
+                      lambda run, a=asset: self._resolve(run, a, now))
+            self.enqueuer.run_pending()
+        self.drain(drain_id)
+
+    def _record_enqueues(self, candle_time: datetime, deadline: datetime, published: datetime,
+                         assets: list[str], ids: dict[str, list[str]],
+                         drain_id: str) -> list[str]:
+        """The tick's ``scheduled_enqueues`` rows, in one transaction; the assets not recorded
+        before (``enqueue_once`` skips the others)."""
+        tf_of = {a.symbol: a.timeframe for a in self.settings.assets}
+
+        def row(job: str, task_ids: list[str]) -> dict[str, Any]:
+            return {"job": job, "fire_time": candle_time, "task_ids": task_ids,
+                    "status": "sent", "deadline": deadline, "signature": {},
+                    "enqueued_at": published, "sent_at": published, "redos": 0}
+
+        fresh = []
+        with session_scope(self.engine) as session:
+            for asset in assets:
+                if upsert(session, ScheduledEnqueue, [row(f"{self.job}:{asset}", ids[asset])],
+                          keys=["job", "fire_time"]):
+                    fresh.append(asset)
+            if fresh:
+                upsert(session, ScheduledEnqueue,
+                       [row(f"drain:{self.job}:{tf_of[fresh[0]]}", [drain_id])],
+                       keys=["job", "fire_time"])
+        return fresh
+
+    # -- the steps (tasks/tasks.py, without Celery) -----------------------------------------
+
+    def _run(self, task_id: str, name: str, args: dict[str, Any],
+             body: Callable[[RunRecorder], dict]) -> bool:
+        """Run ``body`` inside the task's run record; True when it succeeded."""
+        report = self._report
+        try:
+            with self._recorded(task_id, name, args) as run:
+                run.result = body(run)
+        except Exception as exc:
+            if report is not None:
+                report.failures.append(f"{task_id}: {exc!r}")
+            return False
+        if report is not None:
+            report.results[task_id] = run.result
+        return True
+
+    @contextmanager
+    def _recorded(self, task_id: str, name: str, args: dict[str, Any]) -> Iterator[RunRecorder]:
+        fields = {k: args[k] for k in ("asset", "target", "family") if k in args}
+        with log_context(task_id=task_id, task=name, **fields), \
+                recorded_run(self.engine, task_id, 0, name, args, self.max_lost) as run:
+            yield run
+
+    def _ingest(self, _run: RunRecorder, asset: str, now: datetime) -> dict:
+        from signalcast.pipeline.ingest import ingest_asset
+
+        with session_scope(self.engine) as session:
+            return ingest_asset(session, self.settings, asset, now)
+
+    def _predict(self, _run: RunRecorder, asset: str, candle_time: datetime,
+                 deadline: str) -> dict:
+        from signalcast.pipeline.predict import predict_asset
+
+        if datetime.now(UTC) > datetime.fromisoformat(deadline):
+            why = (f"too late: the tick's deadline {deadline} passed (the candle's next close); "
+                   "a signal now would carry the price levels of then")
+            return {"asset": asset, "candle_time": candle_time.isoformat(), "predictions": 0,
+                    "alerts": 0, "skipped": {"*": why}, "expired": True}
+        with session_scope(self.engine) as session:
+            return predict_asset(session, self.settings, asset, candle_time).to_dict()
+
+    def _resolve(self, _run: RunRecorder, asset: str, now: datetime) -> dict:
+        from signalcast.pipeline.learn import learn_from_outcomes
+        from signalcast.pipeline.resolve import resolve_outcomes
+
+        with session_scope(self.engine) as session:
+            outcomes = resolve_outcomes(session, self.settings, asset, now)
+        learned = learn_from_outcomes(self.engine, self.settings, asset, now,
+                                      enqueuer=self.enqueuer)
+        return {"asset": asset, "outcomes": outcomes, "online": learned.to_dict()}
+
+    def train(self, asset: str, target: str, family: str, now: datetime) -> None:
+        """A training asked for by a step (a drift retrain), under its task's id and record."""
+        from signalcast.lifecycle.train import train_model
+
+        args = {"asset": asset, "target": target, "family": family, "now": utc(now).isoformat()}
+
+        def body(run: RunRecorder) -> dict:
+            version = train_model(self.engine, self.settings, asset, target, family,
+                                  now=utc(now), progress=run.progress)
+            return {"asset": version.asset, "target": version.target,
+                    "family": version.family, "version": version.version,
+                    "model_version_id": version.id, "role": version.role,
+                    "metrics": version.metrics}
+
+        self._run(train_task_id(asset, target, family, now), "train", args, body)
+
+    def drain(self, task_id: str | None) -> None:
+        """Drain the outbox (the tick's drain, or one asked for: a fresh id, as a direct call
+        of the task gets)."""
+        import uuid
+
+        from signalcast.alerts.drain import drain_outbox
+        from signalcast.notifier.transports import transports_for
+
+        def body(_run: RunRecorder) -> dict:
+            return drain_outbox(self.engine, transports_for(self.settings),
+                                settings=self.settings).to_dict()
+
+        self._run(task_id or f"local-{uuid.uuid4()}", "send_alerts", {}, body)

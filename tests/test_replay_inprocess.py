@@ -1,0 +1,135 @@
+"""The in-process replay (signalcast/ops/replay.py) stores what the Celery path stores.
+
+One short history, trained once, copied into two SQLite files; the same ticks replayed under
+the same job id through an embedded Celery worker (scheduler/jobs.candle_close_tick +
+wait_tick, the old ``signalcast replay``) and through :class:`ReplayRunner`. Predictions
+(probabilities, versions, roles), outcomes, online-learned rows and the updated artifacts,
+alerts, enqueue rows and task run records must be the same."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from signalcast.config import Settings, load_settings
+from signalcast.db.engine import init_db, session_scope
+from signalcast.db.tables import (
+    AlertOutbox,
+    ModelVersion,
+    OnlineLearned,
+    Outcome,
+    Prediction,
+    ScheduledEnqueue,
+    TaskRun,
+)
+from signalcast.lifecycle.train import train_model
+from signalcast.ops.replay import ReplayRunner
+from tests.conftest import seed_history, write_config
+
+ASSET = "BTC/USDT"
+TICKS = 30
+JOB = "replay-test"
+
+pytestmark = [pytest.mark.slow, pytest.mark.isolated]
+
+
+def stored(settings: Settings) -> Settings:
+    """As ``signalcast replay`` runs: candles come from the database only."""
+    return Settings(settings.file.model_copy(update={"data": settings.file.data.model_copy(
+        update={"source": "stored"})}), settings.env, settings.source)
+
+
+def snapshot(engine) -> dict[str, list]:
+    """What a replay stored, without wall-clock times and row ids."""
+    with session_scope(engine, readonly=True) as session:
+        def rows(query):
+            return [tuple(r) for r in session.exec(query).all()]
+
+        return {
+            "predictions": rows(select(
+                Prediction.target, Prediction.model_version_id, Prediction.candle_time,
+                Prediction.prob_up, Prediction.prob_down, Prediction.served, Prediction.role,
+                Prediction.fallback, Prediction.alert_held).order_by(
+                Prediction.candle_time, Prediction.target, Prediction.model_version_id)),
+            "outcomes": rows(select(Outcome.target, Outcome.candle_time, Outcome.label,
+                                    Outcome.bars, Outcome.resolved_at)
+                             .order_by(Outcome.candle_time, Outcome.target)),
+            "learned": rows(select(OnlineLearned.model_version_id, OnlineLearned.candle_time,
+                                   OnlineLearned.label)
+                            .order_by(OnlineLearned.model_version_id, OnlineLearned.candle_time)),
+            "versions": rows(select(ModelVersion.id, ModelVersion.family, ModelVersion.role,
+                                    ModelVersion.sha256).order_by(ModelVersion.id)),
+            "alerts": sorted(rows(select(AlertOutbox.chat_id, AlertOutbox.target,
+                                         AlertOutbox.candle_time, AlertOutbox.kind,
+                                         AlertOutbox.status))),
+            "enqueues": rows(select(ScheduledEnqueue.job, ScheduledEnqueue.fire_time,
+                                    ScheduledEnqueue.task_ids, ScheduledEnqueue.status,
+                                    ScheduledEnqueue.redos)
+                             .order_by(ScheduledEnqueue.fire_time, ScheduledEnqueue.job)),
+            "runs": rows(select(TaskRun.task_id, TaskRun.name, TaskRun.args, TaskRun.status,
+                                TaskRun.attempts, TaskRun.result, TaskRun.error)
+                         .order_by(TaskRun.task_id)),
+        }
+
+
+def test_in_process_replay_stores_what_the_celery_replay_stores(tmp_path, monkeypatch):
+    from signalcast.notifier.transports import set_console_writer
+    from signalcast.scheduler.jobs import candle_close_tick
+    from signalcast.tasks.runner import task_runtime, wait_tick
+
+    config = write_config(tmp_path / "replay.yaml", {
+        "assets": [{"symbol": ASSET, "timeframe": "1h"}],
+        # +-1% within 12 h: most outcomes resolve inside the replay, early or at the horizon
+        "targets": [{"pct": 0.01, "horizon": 12, "alert_threshold": 0.52}],
+        "models": {"champion": "lightgbm", "alert_without_skill": ["1pct_12"],
+                   "params": {"lightgbm": {"n_estimators": 30}}},
+        # river shadows and learns every resolved outcome (online learning on both paths)
+        "routing": {"default": {"shadows": ["river"]}},
+    })
+    celery_db, inline_db = tmp_path / "celery.db", tmp_path / "inline.db"
+    url = f"sqlite:///{celery_db}"
+    settings = load_settings(config, database_url=url, broker_url=None, telegram_token=None)
+    engine = init_db(url)
+    t0 = seed_history(engine, settings)
+    end = t0 + timedelta(hours=TICKS + 1)
+    with session_scope(engine) as session:  # the candles the ticks will read
+        from signalcast.pipeline.ingest import ingest_asset
+
+        ingest_asset(session, settings, ASSET, end)
+    for family in ("lightgbm", "river"):
+        train_model(engine, settings, ASSET, "1pct_12", family, now=t0)
+    engine.dispose()
+    shutil.copyfile(celery_db, inline_db)
+
+    delay = timedelta(seconds=settings.schedule.predict_delay_seconds)
+    times = [t0 + timedelta(hours=i) + delay for i in range(TICKS)]
+    set_console_writer(lambda text: None)
+    try:
+        celery = stored(settings)
+        with task_runtime(celery):
+            for now in times:
+                assert wait_tick(candle_close_tick(engine, celery, now, job=JOB)) == []
+
+        inline_url = f"sqlite:///{inline_db}"
+        inline = stored(load_settings(config, database_url=inline_url, broker_url=None,
+                                      telegram_token=None))
+        inline_engine = init_db(inline_url)
+        runner = ReplayRunner(inline_engine, inline, job=JOB)
+        for now in times:
+            assert runner.tick(now).failures == []
+    finally:
+        set_console_writer(None)
+
+    through_workers, in_process = snapshot(engine), snapshot(inline_engine)
+    # the replay did real work: served and shadow predictions every tick, outcomes, learning
+    assert len({p[2] for p in in_process["predictions"]}) == TICKS
+    assert {p[6] for p in in_process["predictions"]} == {"champion", "shadow"}
+    assert len(in_process["outcomes"]) >= TICKS // 2
+    assert in_process["learned"]
+    assert len(in_process["runs"]) == 4 * TICKS  # ingest, predict, resolve, drain per tick
+    assert all(r[3] == "done" for r in in_process["runs"])
+    for table in through_workers:
+        assert in_process[table] == through_workers[table], table
