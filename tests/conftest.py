@@ -147,10 +147,12 @@ def _needs_service(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that talks to Postgres or Redis (through their fixtures, or the Postgres half of
     ``db_url``) is an integration test wherever it lives, so the fast suite
-    (``-m "not integration and not slow"``) needs SQLite only."""
+    (``-m "not integration and not slow"``) needs SQLite only; an ``isolated`` test is slow."""
     for item in items:
         if _needs_service(item):
             item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("isolated") is not None:
+            item.add_marker(pytest.mark.slow)  # a pytest process of its own: seconds of imports
 
 
 # -- tests that need a process of their own ------------------------------------------------------

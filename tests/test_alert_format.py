@@ -101,6 +101,7 @@ def test_a_caption_drops_whole_lines_to_fit_1024_characters():
     _html_to_plain(one_line)
 
 
+@pytest.mark.slow
 def test_a_chart_is_a_png_of_the_candles_with_both_levels():
     index = pd.date_range("2024-05-01", periods=72, freq="1h", tz="UTC")
     close = 100 + np.cumsum(np.random.default_rng(1).normal(size=72))

@@ -97,6 +97,7 @@ def test_confidence_band_is_high_from_threshold_plus_margin_else_medium():
     assert confidence_band(0.55, 0.6, 0.1) == "low"
 
 
+@pytest.mark.slow
 def test_a_repeated_signal_is_not_queued_while_direction_and_band_hold_within_the_horizon(
         rules, tmp_path):
     engine, settings = rules()

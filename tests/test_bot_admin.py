@@ -79,6 +79,7 @@ def model_alerts(engine) -> list[dict]:
             AlertOutbox.kind == "model").order_by(AlertOutbox.id)).all()]
 
 
+@pytest.mark.slow
 def test_a_training_that_becomes_champion_is_audited_and_a_new_challenger_is_not(trained):
     engine, _settings, _ = trained
     assert roles(engine) == {1: "champion", 2: "challenger"}
@@ -86,6 +87,7 @@ def test_a_training_that_becomes_champion_is_audited_and_a_new_challenger_is_not
     assert [(a["event"], a["to"]) for a in model_alerts(engine)] == [("retrained", "lightgbm v1")]
 
 
+@pytest.mark.slow
 def test_promote_makes_a_version_champion_and_records_who_why_and_the_statistics(db_url,
                                                                                  template):
     engine, settings = train_two_versions(db_url, template[1])
@@ -101,6 +103,7 @@ def test_promote_makes_a_version_champion_and_records_who_why_and_the_statistics
     assert model_alerts(engine)[-1]["event"] == "promoted"
 
 
+@pytest.mark.slow
 def test_rollback_returns_to_the_version_the_champion_replaced_and_is_audited(trained):
     engine, settings, _ = trained
     model_admin.promote_version(engine, settings, "BTC/USDT", "1pct_24", "2", actor="cli:ops")
@@ -112,6 +115,7 @@ def test_rollback_returns_to_the_version_the_champion_replaced_and_is_audited(tr
         model_admin.rollback(engine, settings, "BTC/USDT", "1pct_24", actor="cli:ops")
 
 
+@pytest.mark.slow
 def test_promoting_a_wrong_version_lists_the_versions_that_exist(trained):
     engine, settings, _ = trained
     with pytest.raises(UnknownNameError, match=r"Known: lightgbm:1, lightgbm:2"):
@@ -123,6 +127,7 @@ def test_promoting_a_wrong_version_lists_the_versions_that_exist(trained):
     assert len(events(engine)) == 1  # nothing was recorded
 
 
+@pytest.mark.slow
 def test_cli_lists_promotes_rolls_back_and_shows_the_history(trained, monkeypatch):
     engine, settings, config = trained
     monkeypatch.setenv("SIGNALCAST_CONFIG", str(config))
@@ -152,6 +157,7 @@ def test_cli_lists_promotes_rolls_back_and_shows_the_history(trained, monkeypatc
     assert bad.exit_code != 0 and isinstance(bad.exception, UnknownNameError)
 
 
+@pytest.mark.slow
 def test_a_later_training_of_the_same_data_records_no_second_event(trained):
     engine, settings, _ = trained
     now = settings.data.start + timedelta(days=151)

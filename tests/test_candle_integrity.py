@@ -58,6 +58,7 @@ def test_fx_weekends_and_holidays_are_not_gaps_in_real_eurusd():
         (pd.Timestamp("2017-06-14 09:00", tz="UTC"), 1)]
 
 
+@pytest.mark.slow
 def test_equity_weekends_and_nyse_holidays_are_not_gaps_in_real_goog(tmp_path, caplog):
     path = write_csv(as_frame(GOOG), tmp_path / "goog.csv")
     with caplog.at_level(logging.WARNING, logger="signalcast.data.validation"):

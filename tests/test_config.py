@@ -135,6 +135,7 @@ def test_good_family_parameters_and_day_dividing_timeframes_pass(tmp_path):
     assert [a.timeframe for a in settings.assets] == ["5m", "30m", "4h", "12h", "1d"]
 
 
+@pytest.mark.slow
 def test_family_parameters_are_read_without_importing_the_library():
     import subprocess
     import sys
@@ -146,6 +147,7 @@ def test_family_parameters_are_read_without_importing_the_library():
     assert out == ["True", "False"]
 
 
+@pytest.mark.slow
 def test_status_with_the_database_down_prints_one_line_and_exits_2(tmp_path):
     import os
     import subprocess

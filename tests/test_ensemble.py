@@ -133,6 +133,7 @@ def test_conflict_needs_one_member_confident_up_and_another_confident_down():
     assert flags.tolist() == [True, False, False, True]
 
 
+@pytest.mark.slow
 def test_alphapulse_blend_mixes_batch_and_online_eight_to_two_and_keeps_learning():
     X, y = planted(700)
     blend = registry.create("weighted_ensemble", **ALPHAPULSE_BLEND, horizon=10, folds=2)

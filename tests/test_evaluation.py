@@ -84,7 +84,9 @@ def _chance_bound(y: np.ndarray) -> float:
     return 4 * null_auc_sd(int(y.sum()), int((1 - y).sum()))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", [  # the ensembles' fits take seconds: full suite only
+    pytest.param(family, marks=pytest.mark.slow) if family.endswith("_ensemble") else family
+    for family in FAMILIES])
 def test_shuffled_labels_give_chance_auc_for_every_family(training_set, family):
     data = _shuffled(training_set)
     plan = plan_folds(data.positions, data.y, TARGET.horizon, CONFIG)
@@ -95,6 +97,7 @@ def test_shuffled_labels_give_chance_auc_for_every_family(training_set, family):
     assert abs(roc_auc_score(y, run.p_raw) - 0.5) < _chance_bound(y)  # the model's own
 
 
+@pytest.mark.slow
 def test_permutation_bound_catches_a_model_that_trained_on_its_test_rows(training_set):
     """The bound has teeth: the same check fails when test rows leak into training."""
     data = _shuffled(training_set)
@@ -222,6 +225,7 @@ def test_metrics_without_two_classes_or_alerts_report_none():
 
 
 # ------------------------------------------------------------------------------ (5) oracle
+@pytest.mark.slow
 def test_oracle_beats_a_coin_and_a_constant_base_rate(evaluation):
     oracle = evaluation.oracle
     y = evaluation.oof.drop_duplicates("time")["y"].to_numpy()
@@ -232,6 +236,7 @@ def test_oracle_beats_a_coin_and_a_constant_base_rate(evaluation):
 
 
 # ------------------------------------------------------------------------------ OOF frame
+@pytest.mark.slow
 def test_oof_frame_has_one_prediction_per_family_and_test_row(evaluation, candles):
     oof = evaluation.oof
     rows = evaluation.plan.test_rows
@@ -244,6 +249,7 @@ def test_oof_frame_has_one_prediction_per_family_and_test_row(evaluation, candle
 
 
 # ------------------------------------------------------------------------------ (7) calibration
+@pytest.mark.slow
 def test_calibration_fold_lies_between_fit_rows_and_test_fold(evaluation):
     h = TARGET.horizon
     assert len(evaluation.fold_records) == len(evaluation.plan.folds) == CONFIG.folds
@@ -256,6 +262,7 @@ def test_calibration_fold_lies_between_fit_rows_and_test_fold(evaluation):
         assert len(result.calibrators) == CONFIG.folds
 
 
+@pytest.mark.slow
 def test_served_probabilities_use_the_calibrator_fitted_on_the_calibration_fold(
         evaluation, training_set):
     fold = evaluation.plan.folds[0]
@@ -270,6 +277,7 @@ def test_served_probabilities_use_the_calibrator_fitted_on_the_calibration_fold(
 
 
 # ------------------------------------------------------------------------------ (6) outputs
+@pytest.mark.slow
 def test_json_and_html_hold_every_family_row_and_the_oracle(evaluation, tmp_path):
     data = json.loads(write_json([evaluation], tmp_path / "eval.json").read_text())
     families = [r["family"] for r in data["rows"]]
@@ -312,6 +320,7 @@ class RegimeStub(SignalModel):
         return cls(**params)
 
 
+@pytest.mark.slow
 def test_regime_plot_shades_a_family_that_exposes_filtered_regimes(candles, tmp_path,
                                                                    monkeypatch):
     monkeypatch.setitem(registry.BUILTIN, "regime_stub", f"{__name__}:RegimeStub")
@@ -359,6 +368,7 @@ def test_cli_rejects_an_unknown_family_by_name(tmp_path):
     assert "Did you mean 'lightgbm'" in str(result.exception)
 
 
+@pytest.mark.slow
 def test_evaluation_writes_png_files_when_the_report_path_is_a_directory(evaluation, tmp_path):
     from signalcast.evaluation.report import write_report
 
@@ -368,6 +378,7 @@ def test_evaluation_writes_png_files_when_the_report_path_is_a_directory(evaluat
     assert all((Path(out) / n).stat().st_size > 1000 for n in names if n.endswith(".png"))
 
 
+@pytest.mark.slow
 def test_cli_evaluates_stored_candles_from_the_database_without_an_oracle(
         candles, sqlite_url, config_path):
     from datetime import UTC, datetime

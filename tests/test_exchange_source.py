@@ -61,6 +61,7 @@ def test_missing_ccxt_fails_settings_validation_with_install_command(tmp_path, m
         import_ccxt()
 
 
+@pytest.mark.slow
 def test_missing_ccxt_stops_the_cli_at_start_up_with_the_install_command(tmp_path):
     path = _config(tmp_path, {"source": "exchange"})
     code = ("import sys; sys.modules['ccxt'] = None; from signalcast.cli.app import main; "
@@ -87,6 +88,7 @@ def test_unknown_exchange_id_is_a_config_error_with_a_suggestion(tmp_path):
     assert "'binance'" in str(err.value)
 
 
+@pytest.mark.slow
 def test_credentials_in_exchange_options_are_refused(tmp_path):
     data = {"source": "exchange", "exchange_options": {"apiKey": "abc", "rateLimit": 10}}
     with pytest.raises(ConfigError, match=r"data.exchange_options.*remove "

@@ -41,6 +41,7 @@ def fitted(seed: int = 0) -> HMMModel:
     return HMMModel(seed=seed).fit(X, labels_for(X), feature_names=feature_names())
 
 
+@pytest.mark.slow
 def test_regime_probabilities_do_not_change_when_later_candles_change():
     candles, X, _ = market()
     model = fitted()
@@ -66,6 +67,7 @@ def test_one_row_alone_gives_its_regime_probabilities():
     np.testing.assert_allclose(batch.sum(axis=1), 1.0)
 
 
+@pytest.mark.slow
 def test_regimes_are_named_by_volatility_and_stable_across_seeds():
     _, X, _ = market()
     models = [fitted(seed) for seed in (0, 1, 2)]
@@ -87,6 +89,7 @@ def test_filtered_regimes_recover_the_hidden_market_regimes():
     assert np.mean(found == expected) > 0.8
 
 
+@pytest.mark.slow
 def test_up_rates_follow_the_training_labels_per_regime():
     _, X, truth = market()
     y = (truth == "bear").astype(np.int8)  # UP exactly in the turbulent regime

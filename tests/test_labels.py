@@ -99,6 +99,7 @@ def random_candles(n: int = 400, seed: int = 1) -> pd.DataFrame:
     return frame(rows)
 
 
+@pytest.mark.slow
 def test_live_resolution_agrees_with_training_labels_on_every_row():
     candles, pct, horizon = random_candles(), 0.02, 8
     labels = first_touch_labels(candles, pct, horizon)
@@ -110,6 +111,7 @@ def test_live_resolution_agrees_with_training_labels_on_every_row():
         assert (full.label, full.bars) == want == (sliced.label, sliced.bars), t
 
 
+@pytest.mark.slow
 def test_live_resolution_as_candles_arrive():
     """With only k later candles known, live resolution is pending or already the final label."""
     candles, pct, horizon = random_candles(seed=2), 0.02, 8

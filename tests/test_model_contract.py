@@ -69,11 +69,23 @@ def case_id(family: str, params: dict) -> str:
     return family + "".join(f"[{key}={value}]" for key, value in params.items())
 
 
+# The families whose fits take seconds run their checks in the full suite, not in the fast one;
+# so does the three-outcome check (two fits a case) but for two quick families.
+HEAVY_FAMILIES = {"random_forest", "stacking_ensemble", "weighted_ensemble"}
+QUICK_THREE_OUTCOME = {"lightgbm", "hmm"}
+
+
+def _slow(family: str, check: str) -> bool:
+    return family in HEAVY_FAMILIES or (check == "three_outcome"
+                                        and family not in QUICK_THREE_OUTCOME)
+
+
 def cases(check: str) -> list:
     """Every registered case, but those whose family declares in ``SKIPS`` that it cannot pass
     ``check`` (they run the replacing check instead)."""
     assert check in CHECKS
-    return [pytest.param(family, params, id=case_id(family, params))
+    return [pytest.param(family, params, id=case_id(family, params),
+                         marks=[pytest.mark.slow] if _slow(family, check) else [])
             for family, params in CASES if (family, check) not in SKIPS]
 
 

@@ -222,6 +222,7 @@ with log_context(task_id="tick:BTC/USDT:2024-05-01T11:00:00+00:00:predict", asse
 """
 
 
+@pytest.mark.slow
 def test_a_celery_worker_logs_json_through_our_handler(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALCAST_")}
     env["SIGNALCAST_LOG_FORMAT"] = "json"
@@ -359,6 +360,7 @@ def test_queue_depths_and_unacked_messages_come_from_redis(sqlite_url, make_sett
     assert value(samples, "signalcast_broker_unacked_messages") == 2
 
 
+@pytest.mark.slow
 def test_services_that_do_not_answer_are_reported_as_down_not_as_a_failed_scrape(
         config_path, make_settings, sqlite_url):
     broken_db = "postgresql://nobody@127.0.0.1:1/none"  # nothing listens on port 1

@@ -25,6 +25,7 @@ def selection():
                                      n_boot=200)
 
 
+@pytest.mark.slow
 def test_csv_has_the_columns_and_one_row_per_family_and_test_candle(selection, tmp_path):
     data, sel = selection
     path = tmp_path / "p.csv"

@@ -112,6 +112,7 @@ def _wait_for(predicate, what: str, timeout: float = 300) -> None:
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+@pytest.mark.slow
 def test_the_database_write_lock_is_free_while_the_broker_is_down(tmp_path, monkeypatch):
     import socket
 

@@ -63,6 +63,7 @@ def stored(engine, target: str):
     return preds, outcomes, alerts
 
 
+@pytest.mark.slow
 def test_report_figures_equal_those_recomputed_from_the_stored_rows(served):
     engine, settings, *_ = served
     report = served_report(engine, settings, assets=[BTC])
@@ -123,6 +124,7 @@ def test_reliability_judges_only_bins_with_enough_predictions():
     assert bins[0.5]["n"] == 0 and bins[0.5]["predicted"] is None
 
 
+@pytest.mark.slow
 def test_report_command_prints_in_80_columns_and_writes_html_and_png(served, tmp_path):
     from signalcast.cli.app import cli
 
@@ -144,6 +146,7 @@ def test_report_command_prints_in_80_columns_and_writes_html_and_png(served, tmp
     assert all((png / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
 
 
+@pytest.mark.slow
 def test_report_names_an_unknown_target(served):
     from signalcast.core.errors import UnknownNameError
 
@@ -155,6 +158,7 @@ def test_report_names_an_unknown_target(served):
 
 
 
+@pytest.mark.slow
 def test_evaluate_table_fits_80_columns_with_each_figure_beside_its_benchmark():
     from rich.console import Console
 
@@ -187,6 +191,7 @@ def test_evaluate_table_fits_80_columns_with_each_figure_beside_its_benchmark():
     assert "…" not in text  # nothing truncated
 
 
+@pytest.mark.slow
 def test_only_the_asked_outbox_statuses_count_as_alerts(served):
     from signalcast.ops.report import QUEUED, UNDELIVERED
 
@@ -198,3 +203,31 @@ def test_only_the_asked_outbox_statuses_count_as_alerts(served):
     stale = served_report(engine, settings, assets=[BTC], alert_statuses=UNDELIVERED)
     assert sent > 0 and stale["pooled"]["alerts"]["sent"] == 0
     assert stale["alert_statuses"] == ["expired"]
+
+
+def test_reliability_interval_widens_with_overlapping_outcomes():
+    """A bin's observed frequency gets a circular block-bootstrap interval: with outcomes that
+    persist for a horizon (few independent episodes) it is much wider than with iid outcomes,
+    and a calibrated forecast lies inside it."""
+    rng = np.random.default_rng(0)
+    n, h = 2400, 72
+    p = np.full(n, 0.45)
+    iid = (rng.random(n) < 0.45).astype(float)
+    episodes = np.repeat(rng.random(n // h + 1) < 0.45, h)[:n].astype(float)  # 34 episodes
+    wide = reliability(p, episodes, block=h, n_boot=300)[4]
+    narrow = reliability(p, iid, block=1, n_boot=300)[4]
+    assert wide["n"] == narrow["n"] == n and wide["n_eff"] == pytest.approx(n / h, abs=0.1)
+    assert wide["observed_hi"] - wide["observed_lo"] > 3 * (narrow["observed_hi"]
+                                                            - narrow["observed_lo"])
+    assert narrow["consistent"] and narrow["observed_lo"] < 0.45 < narrow["observed_hi"]
+    assert "observed_lo" not in reliability(p, iid)[4]  # no block: no interval (as before)
+
+
+def test_alert_realised_share_has_an_interval_over_episodes():
+    """Six alerts in two episodes are two outcomes' worth of evidence, not six."""
+    rows = [("UP", 0.82, 1, "a"), ("UP", 0.81, 1, "a"), ("UP", 0.83, 1, "a"),
+            ("UP", 0.80, -1, "b"), ("UP", 0.84, -1, "b"), ("UP", 0.82, 1, "b")]
+    alerts = _alerts(rows, n_boot=500)
+    assert alerts["episodes"] == 2 and alerts["realised"] == pytest.approx(4 / 6)
+    assert alerts["realised_lo"] <= 1 / 3 + 1e-9 and alerts["realised_hi"] == pytest.approx(1.0)
+    assert alerts["gap_lo"] < 0 < alerts["gap_hi"]

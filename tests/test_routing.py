@@ -413,6 +413,7 @@ def test_runtime_override_changes_shadows_and_ab_without_a_restart(db_url, tmp_p
         assert session.get(RoutingOverride, (BTC, T1)) is None
 
 
+@pytest.mark.slow
 def test_bad_runtime_override_is_refused_with_the_reason(db_url, tmp_path, test_families):
     from signalcast.core.errors import ConfigError, UnknownNameError
 
@@ -481,6 +482,7 @@ def test_predicting_twice_changes_nothing_with_shadows_ab_and_fallbacks(db_url, 
     assert {role for *_, role, _ in once[0]} >= {"ab", "fallback", "shadow", "champion"}
 
 
+@pytest.mark.slow
 def test_cli_changes_and_shows_routing_at_run_time(sqlite_url, tmp_path, test_families):
     from typer.testing import CliRunner
 

@@ -52,6 +52,7 @@ def without_skill_gate(settings: Settings) -> Settings:
                     settings.source)
 
 
+@pytest.mark.slow
 def test_training_twice_on_the_same_data_returns_the_same_version(engine_and_settings):
     engine, settings = engine_and_settings
     now = seed_history(engine, settings)
@@ -65,6 +66,7 @@ def test_training_twice_on_the_same_data_returns_the_same_version(engine_and_set
     assert len(first.sha256) == 64 and first.artifact
 
 
+@pytest.mark.slow
 def test_retraining_adds_a_challenger_and_keeps_the_champion_serving(engine_and_settings):
     engine, settings = engine_and_settings
     now = seed_history(engine, settings)
@@ -104,6 +106,7 @@ def test_unknown_family_asset_and_target_name_the_known_ones(engine_and_settings
         train_model(engine, settings, "BTC/USDT", "3pct_24", "lightgbm", now=now)
 
 
+@pytest.mark.slow
 def test_predict_twice_writes_one_prediction_and_one_alert_per_chat(engine_and_settings):
     engine, settings = engine_and_settings
     settings = without_skill_gate(settings)  # about idempotency, not skill
@@ -136,6 +139,7 @@ def test_predict_refuses_a_candle_that_is_not_stored(engine_and_settings):
         predict_asset(session, settings, "BTC/USDT", now + timedelta(hours=5))
 
 
+@pytest.mark.slow
 def test_outcomes_resolve_once_and_only_from_candles_closed_by_now(engine_and_settings):
     engine, settings = engine_and_settings
     now = seed_history(engine, settings)

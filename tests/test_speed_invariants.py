@@ -85,6 +85,7 @@ def fake_history(engine, settings, end, candles: int) -> None:
         upsert(session, Outcome, outcomes, keys=["asset", "target", "candle_time"])
 
 
+@pytest.mark.slow
 def test_a_ticks_work_does_not_grow_with_stored_predictions_and_outcomes(sqlite_url,
                                                                           make_settings):
     settings = make_settings(sqlite_url)
@@ -113,6 +114,7 @@ def test_a_ticks_work_does_not_grow_with_stored_predictions_and_outcomes(sqlite_
     assert large["steps"] <= 1.5 * small["steps"] + 50, (small, large)
 
 
+@pytest.mark.slow
 def test_resolution_reads_only_the_candles_pending_predictions_need(sqlite_url, make_settings):
     settings = make_settings(sqlite_url)
     engine = init_db(sqlite_url)
@@ -141,6 +143,7 @@ def test_resolution_reads_only_the_candles_pending_predictions_need(sqlite_url, 
     assert reads and max(reads) <= 61
 
 
+@pytest.mark.slow
 def test_batched_resolution_gives_what_resolving_each_entry_alone_gives(sqlite_url,
                                                                        make_settings):
     settings = make_settings(sqlite_url)
@@ -166,6 +169,7 @@ def test_batched_resolution_gives_what_resolving_each_entry_alone_gives(sqlite_u
         assert (alone.label, alone.bars) == (o.label, o.bars), o
 
 
+@pytest.mark.slow
 def test_features_are_computed_once_per_asset_and_reused_across_targets(sqlite_url,
                                                                          make_settings):
     settings = make_settings(sqlite_url)

@@ -148,6 +148,7 @@ def test_generating_three_assets_for_two_years_is_fast():
     assert time.perf_counter() - started < 1.0
 
 
+@pytest.mark.slow
 def test_oracle_differs_clearly_across_regimes(market: SyntheticMarket):
     outcomes = market.regime_outcomes("BTC/USDT", 0.02, 72)
     assert set(outcomes) == {"calm", "bull", "bear"}
@@ -157,6 +158,7 @@ def test_oracle_differs_clearly_across_regimes(market: SyntheticMarket):
     assert p["bull"] > 0.6 and p["bear"] < 0.4 and 0.42 < p["calm"] < 0.58, p
 
 
+@pytest.mark.slow
 def test_oracle_is_cached_and_deterministic(market: SyntheticMarket):
     first = market.regime_outcomes("BTC/USDT", 0.02, 72)
     assert market.regime_outcomes("BTC/USDT", 0.02, 72) is first
@@ -164,6 +166,7 @@ def test_oracle_is_cached_and_deterministic(market: SyntheticMarket):
     assert SyntheticMarket(["BTC/USDT"], seed=7).regime_outcomes("BTC/USDT", 0.02, 72) == first
 
 
+@pytest.mark.slow
 def test_oracle_probability_maps_each_candle_to_its_regime(market: SyntheticMarket):
     series = market.oracle_probability("BTC/USDT", 0.02, 72, 3_000)
     regimes = market.regimes(3_000)

@@ -5,6 +5,7 @@ the unconditional three-outcome forecast; ensembles purge at least the target's 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from signalcast.config import load_settings
 from signalcast.db.engine import init_db
@@ -25,6 +26,7 @@ def auto_settings(tmp_path, sqlite_url):
     return load_settings(config, database_url=sqlite_url, broker_url=None, telegram_token=None)
 
 
+@pytest.mark.slow
 def test_auto_serves_the_candidate_with_the_best_walk_forward_skill(tmp_path, sqlite_url):
     settings = auto_settings(tmp_path, sqlite_url)
     engine = init_db(sqlite_url)
