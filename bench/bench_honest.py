@@ -105,16 +105,20 @@ def main():
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--family", action="append")
     ap.add_argument("--no-real", action="store_true")
+    ap.add_argument("--asset", action="append", help="synthetic assets (default: all 3)")
+    ap.add_argument("--target", action="append", help="target keys, e.g. 5pct_72 (default: all)")
+    ap.add_argument("--no-synthetic", action="store_true")
     args = ap.parse_args()
     settings = load_settings()
     fams = args.family or FAMILIES
     params = {fam: {**settings.model_params(fam), **OVERRIDES.get(fam, {})} for fam in fams}
     config = WalkForwardConfig(folds=args.folds)
     out, started = {"synthetic": [], "real": []}, time.perf_counter()
-    assets = [a.symbol for a in settings.assets]
+    assets = [] if args.no_synthetic else (args.asset or [a.symbol for a in settings.assets])
+    targets = [settings.target(k) for k in args.target] if args.target else settings.targets
     candles, markets = synthetic_candles(settings, assets, args.periods)
     for asset in assets:
-        for tg in settings.targets:
+        for tg in targets:
             data = build_outcome_set(candles[asset], settings.asset(asset).timeframe, tg.pct,
                                      tg.horizon)
             sel = evaluate_candidates(data, tg.horizon, params, config, n_boot=args.n_boot)
@@ -141,7 +145,7 @@ def main():
 def summarise(series, fams):
     if not series:
         return
-    print("\n== synthetic summary (9 series)")
+    print(f"\n== synthetic summary ({len(series)} series)")
     print(f"{'family':<14}{'AUCraw':>7}{'AUCcal':>7}{'worst dAUC':>11}{'Brcal<raw':>10}"
           f"{'skill>0':>8}{'meanSkill':>10}{'sec/series':>11}")
     for fam in fams:
@@ -149,8 +153,8 @@ def summarise(series, fams):
         d = [c["auc_cal"] - c["auc_raw"] for c in cs]
         print(f"{fam:<14}{np.mean([c['auc_raw'] for c in cs]):>7.3f}"
               f"{np.mean([c['auc_cal'] for c in cs]):>7.3f}{min(d):>+11.3f}"
-              f"{sum(c['brier_cal'] < c['brier_raw'] for c in cs):>8}/9"
-              f"{sum(c['skill']['skill'] > 0 for c in cs):>6}/9"
+              f"{sum(c['brier_cal'] < c['brier_raw'] for c in cs):>8}/{len(cs)}"
+              f"{sum(c['skill']['skill'] > 0 for c in cs):>6}/{len(cs)}"
               f"{np.mean([c['skill']['skill'] for c in cs]):>+10.4f}"
               f"{np.mean([c['seconds'] for c in cs]):>11.1f}")
     print("\nselected champion vs oracle (direction AUC, skill)")

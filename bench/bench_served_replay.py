@@ -25,7 +25,7 @@ import json
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +85,90 @@ def threshold_signals(engine, settings: Settings, until, *, held_only: bool) -> 
     return {"resolved": len(stated), "stated": float(np.mean(stated)),
             "realised": float(np.mean(hits)),
             "stated_minus_realised": float(np.mean(stated) - np.mean(hits))}
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def oracle_reliability(engine, settings: Settings, report: dict) -> dict:
+    """The benchmark of the reliability figures: the synthetic market's Bayes-optimal forecast
+    (the true [p_up, p_down, p_none] of each candle's hidden regime) judged the same way on the
+    same resolved candles as the served forecast. A bin the oracle itself misses by more than
+    0.05 is sampling error of the window, not miscalibration."""
+    from signalcast.evaluation.suite import synthetic_candles
+    from signalcast.features import DOWN, UP
+    from signalcast.ops.report import _consistent, _judged, reliability
+
+    symbols = [a.symbol for a in settings.assets]
+    last = _utc(max(datetime.fromisoformat(s["last"]) for s in report["series"] if s["last"]))
+    periods = int((last - settings.data.start).total_seconds() // 3600) + 2
+    _, markets = synthetic_candles(settings, symbols, periods)
+    out = {}
+    with session_scope(engine, readonly=True) as session:
+        for section in report["series"]:
+            if not section.get("scores"):
+                continue
+            asset, cfg = section["asset"], settings.target(section["target"])
+            market = markets[asset]
+            regimes = market.regimes(periods).to_numpy()
+            outcomes = market.regime_outcomes(asset, cfg.pct, cfg.horizon)
+            served = set(session.exec(select(Prediction.candle_time).where(
+                Prediction.asset == asset, Prediction.target == cfg.key,
+                Prediction.served)).all())
+            rows = sorted((t, label) for t, label in session.exec(select(
+                Outcome.candle_time, Outcome.label).where(
+                Outcome.asset == asset, Outcome.target == cfg.key)).all() if t in served
+                and (report["until"] is None
+                     or _utc(t) <= _utc(datetime.fromisoformat(report["until"]))))
+            pos = [int((_utc(t) - settings.data.start).total_seconds() // 3600)
+                   for t, _ in rows]
+            labels = np.array([label for _, label in rows])
+            p3 = np.array([[outcomes[r].p_up, outcomes[r].p_down] for r in regimes[pos]])
+            res = {}
+            for j, side, lab in ((0, "up", UP), (1, "down", DOWN)):
+                y = (labels == lab).astype(float)
+                bins = reliability(p3[:, j], y, block=cfg.horizon)
+                res[side] = {"bins": bins, **_judged(bins),
+                             "consistent": _consistent(bins)["consistent"]}
+            out[f"{asset} {cfg.key}"] = res
+    return out
+
+
+def print_intervals(report: dict) -> None:
+    """Each judged bin (>= min_bin predictions) beside the 95% circular block-bootstrap interval
+    of its observed frequency (block = the horizon) and its effective number of outcomes: "ok"
+    is the goal's own test (within 0.05), "in CI" says whether the gap could be sampling
+    error."""
+    print("\njudged bins with the block-bootstrap interval of the observed frequency")
+    print(f"{'series':<18}{'side':<5}{'bin':>8}{'n':>6}{'n_eff':>6}{'pred':>7}{'obs':>7}"
+          f"{'95% interval':>15}{'ok':>4}{'in CI':>6}")
+    for section in [*report["series"], report["pooled"]]:
+        scores = section.get("scores") or {}
+        name = f"{section['asset']} {section['target']}" if section["asset"] != "pooled" \
+            else "pooled"
+        for side in ("up", "down"):
+            for b in scores.get(f"reliability_{side}", []):
+                if b["within"] is None:
+                    continue
+                print(f"{name:<18}{side:<5}{b['lo']:>4.1f}-{b['hi']:.1f}{b['n']:>6}"
+                      f"{b['n_eff']:>6.0f}{b['predicted']:>7.3f}{b['observed']:>7.3f}"
+                      f"   [{b['observed_lo']:.3f}, {b['observed_hi']:.3f}]"
+                      f"{'yes' if b['within'] else 'NO':>4}"
+                      f"{'yes' if b['consistent'] else 'NO':>6}")
+        for side in ("up", "down"):
+            j, c = scores.get(f"bins_{side}"), scores.get(f"bins_{side}_consistent")
+            if j and c:
+                print(f"{name}: P({side} first) {j['within']} of {j['judged']} judged bins "
+                      f"within 0.05; {c['consistent']} of {c['judged']} inside their interval")
+        a = section.get("alerts") or {}
+        if a.get("resolved"):
+            print(f"{name}: alerts stated {a['stated']:.3f}, realised {a['realised']:.3f} "
+                  f"({a['hits']}/{a['resolved']}, {a.get('episodes', '?')} episodes; 95% "
+                  f"interval {a.get('realised_lo', float('nan')):.2f}-"
+                  f"{a.get('realised_hi', float('nan')):.2f}); stated - realised "
+                  f"{a['stated_minus_realised']:+.3f} [{a.get('gap_lo', float('nan')):+.2f}, "
+                  f"{a.get('gap_hi', float('nan')):+.2f}]")
 
 
 def run(args, settings: Settings, stored: Settings, engine, t0, horizon: int) -> dict:
@@ -163,7 +247,7 @@ def main() -> None:
         "pooled": {k: pooled.get(k) for k in (
             "n", "brier_up", "base_brier_up", "skill_up", "skill_up_lower", "brier3",
             "base_brier3", "skill3", "skill3_lower", "auc", "auc_null_mean", "auc_null_sd",
-            "bins_up", "bins_down")},
+            "bins_up", "bins_down", "bins_up_consistent", "bins_down_consistent")},
         "served_brier_at_most_base": (pooled.get("brier_up") is not None
                                       and pooled["brier_up"] <= pooled["base_brier_up"]),
         "alerts": report["pooled"]["alerts"],
@@ -172,7 +256,8 @@ def main() -> None:
         "series": [{"series": f"{s['asset']} {s['target']}", "alerts": s["alerts"],
                     **{k: (s["scores"] or {}).get(k) for k in (
                         "n", "brier_up", "base_brier_up", "skill_up", "skill_up_lower",
-                        "bins_up", "bins_down", "auc", "auc_null_mean")}}
+                        "bins_up", "bins_down", "bins_up_consistent", "bins_down_consistent",
+                        "auc", "auc_null_mean")}}
                    for s in report["series"]],
     }
     from rich.console import Console
@@ -180,6 +265,21 @@ def main() -> None:
     from signalcast.cli.report import print_report, write_pngs
 
     print_report(report, Console(width=80), every_bin=True)
+    print_intervals(report)
+    oracle = oracle_reliability(engine, stored, report)
+    result["oracle_reliability"] = {k: {side: {"judged": v[side]["judged"],
+                                               "within": v[side]["within"],
+                                               "consistent": v[side]["consistent"]}
+                                        for side in ("up", "down")} for k, v in oracle.items()}
+    print("\nbenchmark: the Bayes-optimal forecast (true regime probabilities) on the same "
+          "resolved candles")
+    for key, v in oracle.items():
+        for side in ("up", "down"):
+            b = [f"{x['predicted']:.2f}/{x['observed']:.2f}" for x in v[side]["bins"]
+                 if x["within"] is not None]
+            print(f"oracle {key} P({side} first): {v[side]['within']} of {v[side]['judged']} "
+                  f"judged bins within 0.05, {v[side]['consistent']} inside their interval "
+                  f"(pred/obs {' '.join(b)})")
     if args.png:
         write_pngs(report, args.png)
     print(json.dumps(result, indent=1, default=str))

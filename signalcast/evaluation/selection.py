@@ -76,19 +76,39 @@ def walk_forward_oof(data: OutcomeSet, plan: FoldPlan, family: str, params: Mapp
 
 def pooled_forward_calibration(raw: np.ndarray, y: np.ndarray, fold: np.ndarray,
                                positions: np.ndarray, fold_start: Mapping[int, int],
-                               horizon: int, **kwargs) -> tuple[np.ndarray, list]:
+                               horizon: int, *, per_family: bool = True,
+                               **kwargs) -> tuple[np.ndarray, list]:
     """Calibrate each fold k with a MonotoneCalibrator fitted on folds < k (purged before
-    ``fold_start[k]``); fold 0 (no earlier OOF) comes back NaN. Returns (p_cal, calibrators)."""
+    ``fold_start[k]``); fold 0 (no earlier OOF) comes back NaN. Returns (p_cal, calibrators).
+
+    ``per_family`` (default): whether the family is calibrated at all is decided once, by the
+    rule serving uses (:func:`final_calibrator`: the map, refitted forward across the folds,
+    beats the raw forecast on every held-out fold), and every fold then gets its forward-fitted
+    map, or every fold the raw forecast. Deciding per fold mixed calibrated and raw folds, whose
+    scales differ, so pooling them reordered rows (pooled AUC -0.02 with no fold's order
+    changed). The decision is one bit for the family, taken on the same pooled out-of-fold
+    rows serving takes it on; each fold's map itself only sees earlier folds.
+    ``per_family=False``: each fold's calibrator decides for itself (on folds < k only)."""
     out = np.full(len(raw), np.nan)
     calibrators = []
+    keep = None
+    if per_family:
+        keep = final_calibrator(raw, y, fold, positions, horizon, **kwargs).kind != "identity"
     for k in sorted(set(fold.tolist())):
         prior = (fold < k) & (positions + horizon < fold_start[k])
         here = fold == k
         if not prior.any():
             calibrators.append(None)
             continue
-        cal = MonotoneCalibrator.fit(raw[prior], y[prior], horizon=horizon, groups=fold[prior],
-                                     positions=positions[prior], **kwargs)
+        if keep is None:
+            cal = MonotoneCalibrator.fit(raw[prior], y[prior], horizon=horizon,
+                                         groups=fold[prior], positions=positions[prior],
+                                         **kwargs)
+        else:  # the shrunk forward map, or the raw forecast flat beyond its fitted range
+            cal = MonotoneCalibrator.fit(raw[prior], y[prior], horizon=horizon, **kwargs)
+            if not keep:
+                cal = MonotoneCalibrator(n=cal.n, n_eff=cal.n_eff, base=cal.base, lo=cal.lo,
+                                         hi=cal.hi)
         out[here] = cal(raw[here])
         calibrators.append(cal)
     return out, calibrators
@@ -241,7 +261,7 @@ def evaluate_candidates(data: OutcomeSet, horizon: int, families: Mapping[str, M
                     p_dir_all[fold == k] = c(oof.p_dir[fold == k])
             y_touch = touched.astype(float)
             p_touch_cal, _ = pooled_forward_calibration(oof.p_touch, y_touch, fold, pos,
-                                                        fold_start, horizon)
+                                                        fold_start, horizon, intercept=True)
             probs3 = combine(p_touch_cal[scored], p_dir_all[scored])
             raw3 = combine(oof.p_touch[scored], oof.p_dir[scored])
             three = {"brier_raw": multi_brier(oh[scored], raw3),

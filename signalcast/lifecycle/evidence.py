@@ -85,7 +85,8 @@ def fit_served(evidence: Evidence, data: OutcomeSet, params: dict[str, Any],
     touched = labels != EXPIRED
     cal_dir = final_calibrator(oof.p_dir[touched], (labels[touched] == UP).astype(float),
                                fold[touched], pos[touched], horizon)
-    cal_touch = final_calibrator(oof.p_touch, touched.astype(float), fold, pos, horizon)
+    cal_touch = final_calibrator(oof.p_touch, touched.astype(float), fold, pos, horizon,
+                                 intercept=True)
     model = TouchDirectionModel(evidence.family, params).fit(data.X, data.labels,
                                                              feature_names())
     return ServedModel(model.direction_, cal_dir, FEATURE_SET, feature_names(),

@@ -5,7 +5,10 @@ served that candle) and their resolved outcomes from the database, and for each 
 and pooled over all of them returns:
 
 * **reliability** of the served P(up first) and P(down first) (both unconditional: an expired
-  outcome is neither) against the observed frequency, in equal-width bins with their counts;
+  outcome is neither) against the observed frequency, in equal-width bins with their counts,
+  each with the circular block-bootstrap interval of its observed frequency (block = the
+  horizon: 2,250 hourly ticks of 72-candle outcomes are only ~31 independent outcomes, so a bin
+  can miss "within 0.05" by sampling error alone; the interval says when);
 * **Brier** of P(up first) and the three-outcome Brier of ``[p_up, p_down, p_none]``, each
   beside the **causal base rate** (the outcome frequency of the outcomes resolved before each
   candle, :func:`~signalcast.stats.skill.causal_base_rate`), with the Brier skill and its
@@ -49,15 +52,26 @@ QUEUED = ("pending", "sending", "sent")  # alert statuses that count as "sent"
 UNDELIVERED = ("expired",)
 
 
-def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10, *, block: int | None = None,
+                n_boot: int = 500, alpha: float = 0.05, seed: int = 0) -> list[dict[str, Any]]:
     """Equal-width bins of ``p`` in [0, 1]: count, mean predicted, observed frequency of ``y``
     and whether they are within :data:`TOLERANCE` (None below :data:`MIN_BIN` predictions).
+
+    With ``block`` (rows in time order; the label horizon), each bin also carries the
+    ``1 - alpha`` circular block-bootstrap interval of its observed frequency
+    (``observed_lo``/``observed_hi``), ``n_eff`` (about one independent outcome per ``block``
+    rows: the bin's rows over the horizon) and ``consistent``: whether its mean prediction lies
+    inside that interval, i.e. whether the gap could be sampling error. Overlapping outcomes
+    make a bin of a few hundred hourly rows only a handful of independent episodes, so "within
+    0.05" is shown beside the interval, never instead of it.
 
     >>> [b["n"] for b in reliability(np.array([0.05, 0.15, 0.16]), np.array([0, 1, 0]), 2)]
     [3, 0]
     """
+    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    lo_hi = _bin_intervals(which, y, bins, block, n_boot, alpha, seed) if block else None
     out = []
     for k in range(bins):
         sel = which == k
@@ -65,9 +79,45 @@ def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, 
         pred = float(p[sel].mean()) if n else None
         obs = float(y[sel].mean()) if n else None
         within = None if n < MIN_BIN else bool(abs(pred - obs) <= TOLERANCE)
-        out.append({"lo": float(edges[k]), "hi": float(edges[k + 1]), "n": n,
-                    "predicted": pred, "observed": obs, "within": within})
+        row = {"lo": float(edges[k]), "hi": float(edges[k + 1]), "n": n,
+               "predicted": pred, "observed": obs, "within": within}
+        if lo_hi is not None:
+            lo, hi = (None, None) if not n else (float(lo_hi[0][k]), float(lo_hi[1][k]))
+            row.update(observed_lo=lo, observed_hi=hi, n_eff=round(n / block, 1),
+                       consistent=None if not n else bool(lo - 1e-12 <= pred <= hi + 1e-12))
+        out.append(row)
     return out
+
+
+def _bin_intervals(which: np.ndarray, y: np.ndarray, bins: int, block: int, n_boot: int,
+                   alpha: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per bin, the ``alpha/2`` and ``1 - alpha/2`` quantiles of the observed frequency over
+    circular block-bootstrap replicates of the time-ordered rows (replicates in which the bin
+    is empty are left out)."""
+    n = len(y)
+    block = int(max(1, min(block, n)))
+    rng = np.random.default_rng(seed)
+    n_blocks = int(np.ceil(n / block))
+    lo, hi = np.full(bins, np.nan), np.full(bins, np.nan)
+    counts = np.zeros((n_boot, bins))
+    hits = np.zeros((n_boot, bins))
+    for r in range(n_boot):  # one replicate at a time: bounded memory for long histories
+        starts = rng.integers(0, n, size=n_blocks)
+        idx = ((starts[:, None] + np.arange(block)[None, :]).ravel()[:n]) % n
+        counts[r] = np.bincount(which[idx], minlength=bins)
+        hits[r] = np.bincount(which[idx], weights=y[idx], minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq = np.where(counts > 0, hits / counts, np.nan)
+    for k in range(bins):
+        col = freq[:, k][np.isfinite(freq[:, k])]
+        if len(col):
+            lo[k], hi[k] = np.quantile(col, alpha / 2), np.quantile(col, 1 - alpha / 2)
+    return lo, hi
+
+
+def _consistent(bins: list[dict]) -> dict[str, int]:
+    judged = [b for b in bins if b["within"] is not None and b.get("consistent") is not None]
+    return {"judged": len(judged), "consistent": sum(b["consistent"] for b in judged)}
 
 
 def _judged(bins: list[dict]) -> dict[str, int]:
@@ -93,8 +143,9 @@ def _score(y3: np.ndarray, probs: np.ndarray, ref3: np.ndarray, horizon: int, *,
         "skill3": three.skill, "skill3_lower": three.lower, "skill3_p": three.p_value,
         "block": int(horizon), "auc": None, "auc_null_mean": None, "auc_null_sd": None,
         "auc_p": None,
-        "reliability_up": reliability(p_up, y_up, bins),
-        "reliability_down": reliability(probs[:, 1], y3[:, 1], bins),
+        "reliability_up": reliability(p_up, y_up, bins, block=horizon, n_boot=n_boot),
+        "reliability_down": reliability(probs[:, 1], y3[:, 1], bins, block=horizon,
+                                        n_boot=n_boot),
     }
     if 0 < y_up.sum() < len(y_up):
         null = auc_null(y_up, p_up, horizon)
@@ -102,19 +153,57 @@ def _score(y3: np.ndarray, probs: np.ndarray, ref3: np.ndarray, horizon: int, *,
                    auc_p=null.p_value)
     out["bins_up"] = _judged(out["reliability_up"])
     out["bins_down"] = _judged(out["reliability_down"])
+    # judged bins whose mean prediction lies inside the block-bootstrap interval of the observed
+    # frequency (the gap could be sampling error); beside "within", not instead of it
+    out["bins_up_consistent"] = _consistent(out["reliability_up"])
+    out["bins_down_consistent"] = _consistent(out["reliability_down"])
     return out
 
 
-def _alerts(rows: list[tuple[str, float, int | None]]) -> dict[str, Any]:
-    """(direction, stated probability, outcome label or None) per alerted candle."""
-    resolved = [(d, p, label) for d, p, label in rows if label is not None]
-    hits = [is_hit(outcome_result(d, label)) for d, _, label in resolved]
-    stated = float(np.mean([p for _, p, _ in resolved])) if resolved else None
+def _alerts(rows: list[tuple], *, n_boot: int = 1000, alpha: float = 0.05,
+            seed: int = 0) -> dict[str, Any]:
+    """(direction, stated probability, outcome label or None[, episode]) per alerted candle.
+
+    Alerts closer together than their horizon share outcomes (one move resolves them all), so
+    the realised share is uncertain by episode, not by alert: with ``episode`` keys (alerts of
+    one series less than a horizon apart), ``realised_lo``/``realised_hi`` and
+    ``gap_lo``/``gap_hi`` (stated minus realised) are ``1 - alpha`` bootstrap intervals over
+    resolved episodes, and ``episodes`` counts them."""
+    resolved = [r for r in rows if r[2] is not None]
+    hits = [is_hit(outcome_result(r[0], r[2])) for r in resolved]
+    stated = float(np.mean([r[1] for r in resolved])) if resolved else None
     realised = float(np.mean(hits)) if resolved else None
-    return {"sent": len(rows), "resolved": len(resolved), "hits": int(sum(hits)),
-            "expired": sum(label not in (UP, DOWN) for *_, label in resolved),
-            "stated": stated, "realised": realised,
-            "stated_minus_realised": None if stated is None else stated - realised}
+    out = {"sent": len(rows), "resolved": len(resolved), "hits": int(sum(hits)),
+           "expired": sum(r[2] not in (UP, DOWN) for r in resolved),
+           "stated": stated, "realised": realised,
+           "stated_minus_realised": None if stated is None else stated - realised}
+    if resolved and all(len(r) > 3 for r in resolved):
+        keys = list(dict.fromkeys(r[3] for r in resolved))
+        which = np.array([keys.index(r[3]) for r in resolved])
+        p_stated = np.array([r[1] for r in resolved], float)
+        h = np.array(hits, float)
+        rng = np.random.default_rng(seed)
+        draw = rng.integers(0, len(keys), size=(n_boot, len(keys)))
+        counts = np.stack([np.bincount(d, minlength=len(keys)) for d in draw])[:, which]
+        real = (counts * h).sum(axis=1) / counts.sum(axis=1)
+        gap = (counts * (p_stated - h)).sum(axis=1) / counts.sum(axis=1)
+        q = (alpha / 2, 1 - alpha / 2)
+        out.update(episodes=len(keys),
+                   realised_lo=float(np.quantile(real, q[0])),
+                   realised_hi=float(np.quantile(real, q[1])),
+                   gap_lo=float(np.quantile(gap, q[0])), gap_hi=float(np.quantile(gap, q[1])))
+    return out
+
+
+def _episodes(times: list[datetime], horizon_seconds: float, prefix: str) -> list[str]:
+    """An episode key per time (sorted): a new episode when the gap exceeds one horizon."""
+    keys, k, last = [], 0, None
+    for t in times:
+        if last is not None and (t - last).total_seconds() > horizon_seconds:
+            k += 1
+        keys.append(f"{prefix} {k}")
+        last = t
+    return keys
 
 
 def _series_rows(session, settings: Settings, asset: str, target: str,
@@ -155,8 +244,10 @@ def _series(session, settings: Settings, asset: str, target: str, *, since, unti
         AlertOutbox.status.in_(statuses))).all()
     per_candle = {t: payload for t, payload in alert_rows
                   if (since is None or t >= since) and (until is None or t <= until)}
-    alerts = [(str(p["direction"]), float(p["probability"]), outcomes.get(t))
-              for t, p in sorted(per_candle.items())]
+    ordered = sorted(per_candle.items())
+    episodes = _episodes([t for t, _ in ordered], cfg.horizon * step, f"{asset} {target}")
+    alerts = [(str(p["direction"]), float(p["probability"]), outcomes.get(t), e)
+              for (t, p), e in zip(ordered, episodes, strict=True)]
     info["alerts"] = _alerts(alerts)
     if len(resolved) < 2:
         info["scores"] = None
