@@ -240,3 +240,54 @@ def test_a_kind_set_to_silent_is_sent_without_notification(sqlite_url, alerting)
     transport = SilentAwareTransport()
     drain_outbox(engine, lambda chat: transport, settings=settings)
     assert sorted(silent for _, silent in transport.sent) == [False, True]
+
+
+def _served_week(engine, until: datetime) -> None:
+    """A champion's served predictions over the week to ``until``, each resolved (hits, misses
+    and an expired one), for the summary's figures and chart."""
+    from signalcast.db.tables import ModelVersion, Outcome, Prediction
+
+    with session_scope(engine) as session:
+        version = ModelVersion(
+            asset="BTC/USDT", target="1pct_24", family="lightgbm", version=1, role="champion",
+            feature_set="test", features=[], params={}, metrics={}, lib_versions={},
+            train_start=T0, train_end=T0, n_rows=1, data_fingerprint="f", sha256="0" * 64)
+        session.add(version)
+        session.flush()
+        for i in range(60):
+            candle = until - timedelta(days=6, hours=-i)
+            prob_up = 0.32 + 0.4 * (i % 5) / 4  # bin centres, not edges
+            label = 1 if i % 3 else (0 if i % 7 else -1)
+            session.add(Prediction(asset="BTC/USDT", target="1pct_24", candle_time=candle,
+                                   model_version_id=version.id, prob_up=prob_up,
+                                   prob_down=0.95 - prob_up))
+            session.add(Outcome(asset="BTC/USDT", target="1pct_24", candle_time=candle,
+                                label=label, bars=3, resolved_at=candle + timedelta(hours=3)))
+
+
+def test_the_weekly_summary_carries_the_reliability_chart_of_what_was_served(
+        sqlite_url, alerting, tg, transport):
+    from signalcast.alerts.rules import queue_summary_alerts
+
+    engine, settings = alerting(sqlite_url)  # summary_chart: weekly (the default)
+    monday = datetime(2024, 3, 4, 8, tzinfo=UTC)
+    _served_week(engine, monday)
+    with session_scope(engine) as session:
+        assert queue_summary_alerts(session, settings, monday) == 2
+        assert queue_summary_alerts(session, settings, monday + timedelta(days=1)) == 2
+    assert drain_outbox(engine, lambda chat: transport, settings=settings).sent == 4
+    photos = tg.sent_photos(PRIVATE)
+    assert len(photos) == 1 and photos[0]["photo_size"] > 5_000  # Monday's; Tuesday's is text
+    assert "chart: reliability of 60 served" in photos[0]["text"]
+    with session_scope(engine, readonly=True) as session:
+        monday_row = session.exec(select(AlertOutbox).where(
+            AlertOutbox.chat_id == PRIVATE, AlertOutbox.candle_time == monday.replace(
+                hour=0))).one()
+    bins = monday_row.payload["reliability"]["reliability_up"]
+    assert sum(b["n"] for b in bins) == 60  # every served prediction, expired ones too
+    up_bin = next(b for b in bins if b["lo"] <= 0.32 < b["hi"])  # i % 5 == 0
+    rows_in = [i for i in range(60) if i % 5 == 0]
+    assert up_bin["n"] == len(rows_in)
+    assert up_bin["observed"] == pytest.approx(
+        sum(1 for i in rows_in if i % 3) / len(rows_in))
+    assert len(tg.sent_messages(PRIVATE)) == 2

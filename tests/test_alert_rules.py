@@ -13,6 +13,7 @@ from sqlmodel import select
 from signalcast.alerts.rules import (
     confidence_band,
     outcome_result,
+    performance,
     queue_signal_alerts,
     queue_system_alerts,
 )
@@ -206,8 +207,26 @@ def test_summary_job_queues_hit_rate_and_live_auc_per_asset_and_target_once_a_da
     assert (btc["resolved"], btc["hits"], btc["expired"]) == (4, 3, 1)
     assert btc["hit_rate"] == 0.75 and btc["auc"] == 1.0
     text = format_alert("summary", row.payload, html=False)
-    assert "BTC/USDT 1pct_24: hit rate 75% (3/4), live AUC 1.00, 1 expired" in text
+    assert btc["majority"] == 0.5 and btc["alerts_held"] is None  # admin override: not held
+    assert ("BTC/USDT 1pct_24: hit rate 75% (3/4; always-majority 50%), live AUC 1.00, "
+            "1 expired") in text
     assert "ETH/USDT 2pct_48: nothing resolved (0 expired)" in text
+    assert "All: hit rate 75% (3/4; always-majority 50%)" in text
+
+
+def test_the_summary_says_which_targets_alerts_are_held_and_why(tmp_path, sqlite_url):
+    config = write_config(tmp_path / "gated.yaml", {"alerts": {"console": False}})
+    settings = load_settings(config, database_url=sqlite_url, broker_url=None,
+                             telegram_token=DEFAULT_TOKEN, telegram_chat_ids=CHAT)
+    engine = init_db(sqlite_url)
+    with session_scope(engine) as session:
+        add_version(session)  # a champion trained before the skill gate: no evidence stored
+        [btc] = [r for r in performance(session, settings, T0 - timedelta(days=7), T0)
+                 if r["asset"] == "BTC/USDT" and r["target"] == "1pct_24"]
+    assert btc["alerts_held"].startswith("no walk-forward skill evidence")
+    text = format_alert("summary", {"since": T0.isoformat(), "until": T0.isoformat(),
+                                    "days": 7, "rows": [btc]}, html=False)
+    assert "BTC/USDT 1pct_24: nothing resolved (0 expired); alerts held: no walk-forward" in text
 
 
 @pytest.mark.integration  # the job enqueues on the real Redis

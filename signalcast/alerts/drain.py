@@ -210,6 +210,18 @@ def _chart(engine: Engine, settings: Settings, row: AlertOutbox) -> bytes | None
         return None
 
 
+def _reliability_chart(row: AlertOutbox) -> bytes | None:
+    """The summary's reliability chart of what was served, or None (logged)."""
+    from signalcast.notifier.charts import reliability_chart
+
+    try:
+        return reliability_chart(row.payload["reliability"],
+                                 f"last {row.payload['days']} day(s), all targets")
+    except Exception as exc:  # a chart is a nicety: send the text alone
+        log.warning("no reliability chart for summary %s: %s", row.candle_time, exc)
+        return None
+
+
 def drain_outbox(engine: Engine, transport_for: Callable[[str], Transport | None], *,
                  settings: Settings | None = None, limit: int = 1000,
                  now: Callable[[], datetime] = utcnow,
@@ -315,6 +327,8 @@ class _Drain:
             if key not in self.charts:
                 self.charts[key] = _chart(self.engine, self.settings, row)
             photo = self.charts[key]
+        elif row.kind == "summary" and transport.html and row.payload.get("reliability"):
+            photo = _reliability_chart(row)
         text = format_alert(row.kind, row.payload, html=transport.html)
         try:
             sent = _send(transport, row.chat_id, fit_caption(text) if photo else text,

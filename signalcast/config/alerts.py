@@ -44,6 +44,8 @@ class AlertsConfig(Section):
     kinds: dict[str, DeliveryMode] = Field(default_factory=lambda: dict(DEFAULT_KIND_MODES))
     debounce: bool = True  # a repeated signal (same direction and band within its horizon)
     summary_days: int = Field(default=7, ge=1, le=365)
+    # the summary's reliability chart of what was served: Mondays (UTC), every day, or never
+    summary_chart: Literal["weekly", "daily", "off"] = "weekly"
     chat_interval_seconds: float = Field(default=1.0, ge=0, le=60)
     group_per_minute: int = Field(default=20, ge=1, le=60)
     global_per_second: int = Field(default=30, ge=1, le=30)

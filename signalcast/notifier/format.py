@@ -239,17 +239,31 @@ def _outcome(payload: Mapping[str, Any], html: bool) -> str:
 
 
 def _summary(payload: Mapping[str, Any], html: bool) -> str:
-    lines, resolved, hits = [], 0, 0
+    """Each figure beside its benchmark: hit rate beside "always the majority direction", live
+    AUC beside its label-shift null; a target whose alerts the skill gate holds says why."""
+    lines, resolved, hits, majority = [], 0, 0, 0.0
     for row in payload["rows"]:
         name = f"{row['asset']} {row['target']}"
+        held = f"; alerts held: {row['alerts_held']}" if row.get("alerts_held") else ""
         if not row["resolved"]:
-            lines.append(f"{name}: nothing resolved ({row['expired']} expired)")
+            lines.append(f"{name}: nothing resolved ({row['expired']} expired){held}")
             continue
         auc = "n/a" if row["auc"] is None else f"{row['auc']:.2f}"
-        lines.append(f"{name}: hit rate {row['hit_rate']:.0%} ({row['hits']}/{row['resolved']})"
-                     f", live AUC {auc}, {row['expired']} expired")
+        if row.get("auc_null"):
+            auc += f" (null {row['auc_null'][0]:.2f}±{row['auc_null'][1]:.2f})"
+        bench = ("" if row.get("majority") is None
+                 else f"; always-majority {row['majority']:.0%}")
+        lines.append(f"{name}: hit rate {row['hit_rate']:.0%} ({row['hits']}/{row['resolved']}"
+                     f"{bench}), live AUC {auc}, {row['expired']} expired{held}")
         resolved, hits = resolved + row["resolved"], hits + row["hits"]
-    total = f"All: hit rate {hits / resolved:.0%} ({hits}/{resolved})" if resolved else ""
+        majority += (row.get("majority") or 0.0) * row["resolved"]
+    total = ""
+    if resolved:
+        total = (f"All: hit rate {hits / resolved:.0%} ({hits}/{resolved}; always-majority "
+                 f"{majority / resolved:.0%})")
+    chart = payload.get("reliability")
+    if chart:
+        total += ("; " if total else "") + f"chart: reliability of {chart['n']} served"
     return _render(f"Daily summary: last {payload['days']} day(s) to "
                    f"{_candle_time(payload['until'])}", lines, total, html)
 
