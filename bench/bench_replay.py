@@ -1,14 +1,22 @@
-"""Replay cost per tick as stored history grows: does the last 10% of a replay cost what its
-first 10% did?
+"""Replay cost per tick, in process and through the Celery workers, as stored history grows.
 
-An embedded deployment (SQLite file, in-process worker, the same tick chain as ``signalcast
-replay``): N assets x the default three targets, a lightgbm champion plus the given shadow
-families trained once at the start, then ``--ticks`` hourly ticks (ingest -> predict | resolve,
-one drain) on a simulated clock over stored synthetic candles. Prints seconds per tick over
-the first and last 10% of ticks, their ratio, and the whole replay's time.
+An embedded deployment (SQLite file, the same ticks as ``signalcast replay``): N assets x the
+default three targets, a lightgbm champion plus the given shadow families trained once at the
+start, then hourly ticks (ingest -> predict | resolve, one drain) on a simulated clock over
+stored synthetic candles, replayed side by side from copies of the same trained database:
 
-    python bench/bench_replay.py --assets 3 --ticks 2000 --shadows xgboost,river
+- ``inprocess`` (``signalcast replay``, signalcast/ops/replay.py): each tick's pipeline steps
+  run in this process, ``--ticks`` of them;
+- ``workers`` (``signalcast replay --through-workers``): each tick published to an embedded
+  Celery worker and waited for, ``--worker-ticks`` of them (the same first ticks; 0 skips it).
 
+Per path: seconds per tick over the first and last 10% of its ticks, their ratio, the whole
+replay's time and a year of hourly ticks extrapolated from it.
+
+    python bench/bench_replay.py --assets 3 --ticks 8760 --worker-ticks 500 \
+        --shadows xgboost,river
+
+``--profile N`` instead runs N in-process ticks under cProfile and prints the top functions.
 Figures go to stdout and, with --json, to a file. Nothing is asserted: machines are noisy.
 """
 
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -24,13 +33,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import yaml
+from sqlalchemy import func
+from sqlmodel import select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from signalcast.config import Settings, load_settings  # noqa: E402
 from signalcast.db.engine import init_db, session_scope  # noqa: E402
+from signalcast.db.tables import Prediction  # noqa: E402
 from signalcast.lifecycle.train import train_model  # noqa: E402
+from signalcast.ops.replay import ReplayRunner  # noqa: E402
 from signalcast.pipeline.ingest import ingest_asset  # noqa: E402
 from signalcast.scheduler.jobs import candle_close_tick  # noqa: E402
 from signalcast.tasks.runner import task_runtime, wait_tick  # noqa: E402
@@ -53,11 +66,89 @@ def config(assets: int, shadows: list[str]) -> dict:
     return data
 
 
+def stored_settings(config_path: Path, db_url: str) -> Settings:
+    settings = load_settings(config_path, database_url=db_url, broker_url=None,
+                             telegram_token=None)
+    return Settings(settings.file.model_copy(update={"data": settings.file.data.model_copy(
+        update={"source": "stored"})}), settings.env, settings.source)
+
+
+def replay(path: str, config_path: Path, db: Path, t0, ticks: int) -> dict:
+    """``ticks`` ticks from ``t0`` through ``path`` on the database file ``db``."""
+    db_url = f"sqlite:///{db}"
+    settings = stored_settings(config_path, db_url)
+    engine = init_db(db_url)
+    seconds: list[float] = []
+    failures = 0
+    tenth = max(1, ticks // 10)
+
+    def run(tick) -> None:
+        nonlocal failures
+        for i in range(ticks):
+            now = t0 + timedelta(hours=i, seconds=settings.schedule.predict_delay_seconds)
+            start = time.perf_counter()
+            failures += tick(now)
+            seconds.append(time.perf_counter() - start)
+            if (i + 1) % tenth == 0:
+                print(f"  {path} tick {i + 1}: {statistics.mean(seconds[-tenth:]):.3f}"
+                      " s/tick over the last 10%", flush=True)
+
+    if path == "workers":
+        with task_runtime(settings):
+            run(lambda now: len(wait_tick(candle_close_tick(engine, settings, now,
+                                                            job="bench"))))
+    else:
+        runner = ReplayRunner(engine, settings, job="bench")
+        run(lambda now: len(runner.tick(now).failures))
+    with session_scope(engine, readonly=True) as session:  # a replay of fallbacks measures
+        served, fallbacks = session.exec(select(  # the wrong thing: say how many there were
+            func.count(), func.count(Prediction.fallback)).where(Prediction.served)).one()
+    engine.dispose()
+    first, last = statistics.mean(seconds[:tenth]), statistics.mean(seconds[-tenth:])
+    return {"path": path, "ticks": ticks, "replay_s": round(sum(seconds), 1),
+            "s_per_tick": round(statistics.mean(seconds), 4),
+            "first10_s_per_tick": round(first, 4), "last10_s_per_tick": round(last, 4),
+            "last_vs_first": round(last / first, 3), "failures": failures,
+            "served": served, "fallbacks": fallbacks,
+            "year_extrapolated_min": round(8760 * statistics.mean(seconds) / 60, 1),
+            "seconds": seconds}
+
+
+def copy_db(trained: Path, db: Path) -> None:
+    """A copy of the trained database, with its local artifact key (without it, every model
+    of the copy fails authentication and the replay measures fallbacks)."""
+    shutil.copyfile(trained, db)
+    key = trained.with_name(trained.name + ".artifact-key")
+    if key.exists():
+        shutil.copyfile(key, db.with_name(db.name + ".artifact-key"))
+
+
+def profile(config_path: Path, db: Path, t0, ticks: int) -> None:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    result = replay("inprocess", config_path, db, t0, ticks)
+    profiler.disable()
+    result.pop("seconds")
+    print(json.dumps(result))
+    profiler.dump_stats(db.with_suffix(".prof"))
+    print(f"profile saved to {db.with_suffix('.prof')}")
+    stats = pstats.Stats(profiler).sort_stats("cumulative")
+    stats.print_stats(45)
+    stats.sort_stats("tottime").print_stats(25)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--assets", type=int, default=3)
-    parser.add_argument("--ticks", type=int, default=2000)
+    parser.add_argument("--ticks", type=int, default=2000, help="in-process ticks")
+    parser.add_argument("--worker-ticks", type=int, default=200,
+                        help="ticks through the Celery workers (0: skip that path)")
     parser.add_argument("--shadows", default="xgboost,river")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="profile N in-process ticks instead")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     shadows = [s for s in args.shadows.split(",") if s]
@@ -65,12 +156,14 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="signalcast-replay-"))
     config_path = tmp / "replay.yaml"
     config_path.write_text(yaml.safe_dump(config(args.assets, shadows)))
-    db_url = f"sqlite:///{tmp / 'replay.db'}"
+    trained = tmp / "trained.db"
+    db_url = f"sqlite:///{trained}"
     settings = load_settings(config_path, database_url=db_url, broker_url=None,
                              telegram_token=None)
     engine = init_db(db_url)
     t0 = settings.data.start + timedelta(days=HISTORY_DAYS)
-    end = t0 + timedelta(hours=args.ticks + 1)
+    longest = max(args.ticks, args.worker_ticks, args.profile)
+    end = t0 + timedelta(hours=longest + 1)
     print(f"seeding {args.assets} assets to {end:%Y-%m-%d}, training lightgbm"
           f"{' + ' + ','.join(shadows) if shadows else ''} x 3 targets ...", flush=True)
     with session_scope(engine) as session:
@@ -82,26 +175,27 @@ def main() -> None:
             for family in ["lightgbm", *shadows]:
                 train_model(engine, settings, a.symbol, t.key, family, now=t0)
     train_s = time.perf_counter() - started
-    stored = Settings(settings.file.model_copy(update={"data": settings.file.data.model_copy(
-        update={"source": "stored"})}), settings.env, settings.source)
-    seconds: list[float] = []
-    failures = 0
-    with task_runtime(stored):
-        for i in range(args.ticks):
-            now = t0 + timedelta(hours=i, seconds=stored.schedule.predict_delay_seconds)
-            start = time.perf_counter()
-            failures += len(wait_tick(candle_close_tick(engine, stored, now, job="bench")))
-            seconds.append(time.perf_counter() - start)
-            if (i + 1) % max(1, args.ticks // 10) == 0:
-                print(f"  tick {i + 1}: {statistics.mean(seconds[-max(1, args.ticks // 10):]):.3f}"
-                      " s/tick over the last 10%", flush=True)
-    tenth = max(1, args.ticks // 10)
-    first, last = statistics.mean(seconds[:tenth]), statistics.mean(seconds[-tenth:])
-    result = {"assets": args.assets, "targets": 3, "shadows": shadows, "ticks": args.ticks,
-              "train_s": round(train_s, 1), "replay_s": round(sum(seconds), 1),
-              "first10_s_per_tick": round(first, 4), "last10_s_per_tick": round(last, 4),
-              "last_vs_first": round(last / first, 3), "failures": failures,
-              "year_extrapolated_min": round(8760 * statistics.mean(seconds) / 60, 1)}
+    engine.dispose()
+    if args.profile:
+        copy_db(trained, tmp / "profile.db")
+        profile(config_path, tmp / "profile.db", t0, args.profile)
+        return
+    result = {"assets": args.assets, "targets": 3, "shadows": shadows,
+              "train_s": round(train_s, 1), "paths": {}}
+    seconds: dict[str, list[float]] = {}
+    for path, ticks in (("inprocess", args.ticks), ("workers", args.worker_ticks)):
+        if ticks:
+            db = tmp / f"{path}.db"
+            copy_db(trained, db)
+            result["paths"][path] = replay(path, config_path, db, t0, ticks)
+            seconds[path] = result["paths"][path].pop("seconds")
+            print(json.dumps(result["paths"][path]), flush=True)
+    if len(seconds) == 2:  # like for like: the same first ticks of both
+        n = min(map(len, seconds.values()))
+        same = {path: statistics.mean(s[:n]) for path, s in seconds.items()}
+        result["same_first_ticks"] = {
+            "ticks": n, **{f"{path}_s_per_tick": round(v, 4) for path, v in same.items()},
+            "workers_vs_inprocess": round(same["workers"] / same["inprocess"], 2)}
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

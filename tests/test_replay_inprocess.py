@@ -33,7 +33,6 @@ ASSET = "BTC/USDT"
 TICKS = 30
 JOB = "replay-test"
 
-pytestmark = [pytest.mark.slow, pytest.mark.isolated]
 
 
 def stored(settings: Settings) -> Settings:
@@ -75,7 +74,9 @@ def snapshot(engine) -> dict[str, list]:
         }
 
 
-def test_in_process_replay_stores_what_the_celery_replay_stores(tmp_path, monkeypatch):
+@pytest.mark.slow
+@pytest.mark.isolated  # it runs an embedded Celery worker (see tests/conftest.py)
+def test_in_process_replay_stores_what_the_celery_replay_stores(tmp_path):
     from signalcast.notifier.transports import set_console_writer
     from signalcast.scheduler.jobs import candle_close_tick
     from signalcast.tasks.runner import task_runtime, wait_tick
@@ -133,3 +134,46 @@ def test_in_process_replay_stores_what_the_celery_replay_stores(tmp_path, monkey
     assert all(r[3] == "done" for r in in_process["runs"])
     for table in through_workers:
         assert in_process[table] == through_workers[table], table
+
+
+@pytest.mark.slow
+def test_resolution_reads_candles_once_for_all_targets(sqlite_url, make_settings, monkeypatch):
+    """A tick's resolution finds every target's pending predictions in one query and reads the
+    candles once (from the oldest pending one), with the outcomes per-target reads gave."""
+    from signalcast.core.timeframes import last_closed_open_time
+    from signalcast.db.candles import read_candles
+    from signalcast.features import resolve_first_touch
+    from signalcast.pipeline import resolve as resolve_module
+    from signalcast.pipeline.predict import predict_asset
+
+    settings = make_settings(sqlite_url)  # two targets: horizons 24 and 48
+    engine = init_db(sqlite_url)
+    now = seed_history(engine, settings)
+    start = now - timedelta(days=10)
+    for target in settings.targets:
+        train_model(engine, settings, ASSET, target.key, "lightgbm", now=start)
+    first = last_closed_open_time(start, "1h")
+    for i in range(30):
+        with session_scope(engine) as session:
+            predict_asset(session, settings, ASSET, first + timedelta(hours=i))
+    reads: list[tuple] = []
+
+    def spy(*args, **kwargs):
+        frame = read_candles(*args, **kwargs)
+        reads.append((kwargs.get("start"), len(frame)))
+        return frame
+
+    monkeypatch.setattr(resolve_module, "read_candles", spy)
+    at = first + timedelta(hours=40, seconds=5)
+    with session_scope(engine) as session:
+        added = resolve_module.resolve_outcomes(session, settings, ASSET, at)
+    assert len(reads) == 1 and reads[0][0] == first  # the oldest pending prediction
+    with session_scope(engine, readonly=True) as session:
+        outcomes = session.exec(select(Outcome)).all()
+        candles = read_candles(session, ASSET, "1h", end=last_closed_open_time(at, "1h"))
+    assert added == len(outcomes) > 0
+    assert {o.target for o in outcomes} == {t.key for t in settings.targets}
+    for o in outcomes:
+        target = settings.target(o.target)
+        alone = resolve_first_touch(candles, o.candle_time, target.pct, target.horizon)
+        assert (alone.label, alone.bars) == (o.label, o.bars), o

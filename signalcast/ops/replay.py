@@ -16,18 +16,22 @@ one fire time) is, as the worker would run it (scheduler/ticks.py, tasks/tasks.p
    the resolve asks for runs right after it, recorded under its ``train:...`` task id;
 4. the drain of the outbox.
 
-Each step is recorded in ``task_runs`` exactly as the task records itself (``recorded_run``:
-same ids, names, args and results), so status, the web pages and the reconciler read a replay
-the same whichever path ran it; ``tests/test_replay_inprocess.py`` checks that both paths store
-the same predictions, outcomes, enqueue rows and run records. What differs: nothing is
-published (the enqueue rows carry no signature), and a failed step is recorded and reported,
-not retried with Celery's backoff (a replay over stored history has no outage to wait out).
+Each step leaves the ``task_runs`` row its task leaves (same id, name, args, status, result,
+error), so status and the web pages read a replay the same whichever path ran it;
+``tests/test_replay_inprocess.py`` checks that both paths store the same predictions,
+outcomes, alerts, enqueue rows and run records. What differs, for speed: a tick writes its
+enqueue rows in one transaction before its steps and their run records in one statement after
+them (a worker writes each run's start and end in transactions of their own, so that progress
+shows while it runs: nothing here runs long enough to need it, but a drift retrain is recorded
+as it runs); nothing is published (the enqueue rows carry no signature); a failed step is
+recorded and reported, not retried with Celery's backoff (stored history has no outage to wait
+out).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,9 +42,9 @@ from signalcast.config import Settings
 from signalcast.core.logs import log_context
 from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
 from signalcast.db.engine import session_scope
-from signalcast.db.tables import ScheduledEnqueue, utcnow
-from signalcast.db.upsert import upsert
-from signalcast.ops.runs import RunRecorder, recorded_run
+from signalcast.db.tables import ScheduledEnqueue, TaskRun, utcnow
+from signalcast.db.upsert import dialect_insert, upsert
+from signalcast.ops.runs import recorded_run
 
 
 # The task ids and deadlines of scheduler/ticks.py (``tick_key``, ``tick_deadline``) and
@@ -103,6 +107,7 @@ class ReplayRunner:
         self.max_lost = settings.workers.max_lost_deliveries
         self.enqueuer = InlineEnqueuer(self)
         self._report: TickReport | None = None
+        self._runs: list[dict[str, Any]] = []  # the tick's run records, stored at its end
 
     # -- one tick ------------------------------------------------------------------------------
 
@@ -116,6 +121,7 @@ class ReplayRunner:
                     self._tick_timeframe(now, tf, report)
         finally:
             self._report = None
+            self._flush_runs()
         return report
 
     def _tick_timeframe(self, now: datetime, tf: str, report: TickReport) -> None:
@@ -133,13 +139,13 @@ class ReplayRunner:
         when, iso_deadline = now.isoformat(), deadline.isoformat()
         ingested = [a for a in assets
                     if self._run(ids[a][0], "ingest", {"asset": a, "now": when},
-                                 lambda run, a=a: self._ingest(run, a, now))]
+                                 lambda a=a: self._ingest(a, now))]
         for asset in ingested:
             self._run(ids[asset][1], "predict",
                       {"asset": asset, "candle_time": candle_time.isoformat()},
-                      lambda run, a=asset: self._predict(run, a, candle_time, iso_deadline))
+                      lambda a=asset: self._predict(a, candle_time, iso_deadline))
             self._run(ids[asset][2], "resolve", {"asset": asset, "now": when},
-                      lambda run, a=asset: self._resolve(run, a, now))
+                      lambda a=asset: self._resolve(a, now))
             self.enqueuer.run_pending()
         self.drain(drain_id)
 
@@ -170,34 +176,52 @@ class ReplayRunner:
     # -- the steps (tasks/tasks.py, without Celery) -----------------------------------------
 
     def _run(self, task_id: str, name: str, args: dict[str, Any],
-             body: Callable[[RunRecorder], dict]) -> bool:
-        """Run ``body`` inside the task's run record; True when it succeeded."""
+             body: Callable[[], dict]) -> bool:
+        """Run ``body`` as the task would, its run record kept for :meth:`_flush_runs`; True
+        when it succeeded."""
         report = self._report
+        fields = {k: args[k] for k in ("asset", "target", "family") if k in args}
+        row = {"task_id": task_id, "name": name, "args": args, "status": "done",
+               "attempts": 1, "progress": None, "result": {}, "error": None,
+               "started_at": utcnow()}
         try:
-            with self._recorded(task_id, name, args) as run:
-                run.result = body(run)
+            with log_context(task_id=task_id, task=name, **fields):
+                result = body()
         except Exception as exc:
+            row.update(status="failed", error=(f"{type(exc).__name__}: {exc}\n"
+                                               f"{traceback.format_exc(limit=3)}")[:2000])
             if report is not None:
                 report.failures.append(f"{task_id}: {exc!r}")
-            return False
-        if report is not None:
-            report.results[task_id] = run.result
-        return True
+        else:
+            row["result"] = result
+            if report is not None:
+                report.results[task_id] = result
+        row["finished_at"] = utcnow()
+        self._runs.append(row)
+        return row["status"] == "done"
 
-    @contextmanager
-    def _recorded(self, task_id: str, name: str, args: dict[str, Any]) -> Iterator[RunRecorder]:
-        fields = {k: args[k] for k in ("asset", "target", "family") if k in args}
-        with log_context(task_id=task_id, task=name, **fields), \
-                recorded_run(self.engine, task_id, 0, name, args, self.max_lost) as run:
-            yield run
+    def _flush_runs(self) -> None:
+        """Store the tick's run records in one statement, as ``recorded_run`` leaves them (a
+        task id recorded before counts one more attempt, as a redelivery does)."""
+        rows, self._runs = self._runs, []
+        if not rows:
+            return
+        with session_scope(self.engine) as session:
+            stmt = dialect_insert(session, TaskRun)
+            table = TaskRun.__table__
+            stmt = stmt.on_conflict_do_update(index_elements=["task_id"], set_={
+                "attempts": table.c.attempts + 1,
+                **{c: stmt.excluded[c] for c in ("status", "progress", "result", "error",
+                                                  "started_at", "finished_at")}})
+            session.connection().execute(stmt, rows)
 
-    def _ingest(self, _run: RunRecorder, asset: str, now: datetime) -> dict:
+    def _ingest(self, asset: str, now: datetime) -> dict:
         from signalcast.pipeline.ingest import ingest_asset
 
         with session_scope(self.engine) as session:
             return ingest_asset(session, self.settings, asset, now)
 
-    def _predict(self, _run: RunRecorder, asset: str, candle_time: datetime,
+    def _predict(self, asset: str, candle_time: datetime,
                  deadline: str) -> dict:
         from signalcast.pipeline.predict import predict_asset
 
@@ -209,7 +233,7 @@ class ReplayRunner:
         with session_scope(self.engine) as session:
             return predict_asset(session, self.settings, asset, candle_time).to_dict()
 
-    def _resolve(self, _run: RunRecorder, asset: str, now: datetime) -> dict:
+    def _resolve(self, asset: str, now: datetime) -> dict:
         from signalcast.pipeline.learn import learn_from_outcomes
         from signalcast.pipeline.resolve import resolve_outcomes
 
@@ -220,20 +244,26 @@ class ReplayRunner:
         return {"asset": asset, "outcomes": outcomes, "online": learned.to_dict()}
 
     def train(self, asset: str, target: str, family: str, now: datetime) -> None:
-        """A training asked for by a step (a drift retrain), under its task's id and record."""
+        """A training asked for by a step (a drift retrain), under its task's id, recorded
+        as it runs (``recorded_run``: its progress is visible meanwhile)."""
         from signalcast.lifecycle.train import train_model
 
+        task_id = train_task_id(asset, target, family, now)
         args = {"asset": asset, "target": target, "family": family, "now": utc(now).isoformat()}
-
-        def body(run: RunRecorder) -> dict:
-            version = train_model(self.engine, self.settings, asset, target, family,
-                                  now=utc(now), progress=run.progress)
-            return {"asset": version.asset, "target": version.target,
-                    "family": version.family, "version": version.version,
-                    "model_version_id": version.id, "role": version.role,
-                    "metrics": version.metrics}
-
-        self._run(train_task_id(asset, target, family, now), "train", args, body)
+        self._flush_runs()  # the steps before it are recorded first, as a worker's would be
+        try:
+            with log_context(task_id=task_id, task="train", asset=asset, target=target,
+                             family=family), \
+                    recorded_run(self.engine, task_id, 0, "train", args, self.max_lost) as run:
+                version = train_model(self.engine, self.settings, asset, target, family,
+                                      now=utc(now), progress=run.progress)
+                run.result = {"asset": version.asset, "target": version.target,
+                              "family": version.family, "version": version.version,
+                              "model_version_id": version.id, "role": version.role,
+                              "metrics": version.metrics}
+        except Exception as exc:
+            if self._report is not None:
+                self._report.failures.append(f"{task_id}: {exc!r}")
 
     def drain(self, task_id: str | None) -> None:
         """Drain the outbox (the tick's drain, or one asked for: a fresh id, as a direct call
@@ -243,7 +273,7 @@ class ReplayRunner:
         from signalcast.alerts.drain import drain_outbox
         from signalcast.notifier.transports import transports_for
 
-        def body(_run: RunRecorder) -> dict:
+        def body() -> dict:
             return drain_outbox(self.engine, transports_for(self.settings),
                                 settings=self.settings).to_dict()
 

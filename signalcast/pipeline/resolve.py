@@ -2,8 +2,9 @@
 
 The work of one call does not grow with the stored history: only predictions of the last
 ``horizon + RESOLVE_CATCH_UP`` candles are looked at (a tick resolves the one that just reached
-its horizon or touched a level; the catch-up covers a resolver that was down for a while), the
-candles read are those from the oldest still-pending prediction to ``now``, labelled once per
+its horizon or touched a level; the catch-up covers a resolver that was down for a while), found
+for all targets in one query; the candles read (once, for all targets) are those from the oldest
+still-pending prediction to ``now``, labelled once per
 target by the first-touch function training uses (:func:`first_touch_labels`; each row looks only
 at the ``horizon`` candles after it, so this equals resolving each entry on its own), and the
 outcomes of one target are inserted in one statement.
@@ -15,6 +16,7 @@ import logging
 from datetime import datetime
 
 import pandas as pd
+from sqlalchemy import exists
 from sqlmodel import Session, select
 
 from signalcast.alerts.rules import queue_outcome_alerts
@@ -35,14 +37,28 @@ RESOLVE_CATCH_UP = 336
 def pending_times(session: Session, asset: str, target: str, newest: datetime,
                   since: datetime) -> list[datetime]:
     """Candle times in [since, newest) with a prediction of ``target`` and no outcome yet."""
-    resolved = select(Outcome.candle_time).where(
-        Outcome.asset == asset, Outcome.target == target, Outcome.candle_time >= since,
-        Outcome.candle_time < newest)
-    return sorted(session.exec(
-        select(Prediction.candle_time).distinct().where(
-            Prediction.asset == asset, Prediction.target == target,
-            Prediction.candle_time >= since, Prediction.candle_time < newest,
-            Prediction.candle_time.not_in(resolved))).all())
+    return pending_by_target(session, asset, {target: since}, newest).get(target, [])
+
+
+def pending_by_target(session: Session, asset: str, since: dict[str, datetime],
+                      newest: datetime) -> dict[str, list[datetime]]:
+    """Per target of ``since``: the candle times in [since[target], newest) with a prediction
+    of it and no outcome yet, oldest first. One query for all the targets."""
+    if not since:
+        return {}
+    unresolved = ~exists().where(Outcome.asset == Prediction.asset,
+                                 Outcome.target == Prediction.target,
+                                 Outcome.candle_time == Prediction.candle_time)
+    rows = session.exec(
+        select(Prediction.target, Prediction.candle_time).distinct().where(
+            Prediction.asset == asset, Prediction.target.in_(list(since)),
+            Prediction.candle_time >= min(since.values()), Prediction.candle_time < newest,
+            unresolved)).all()
+    out: dict[str, list[datetime]] = {}
+    for target, candle_time in rows:
+        if utc(candle_time) >= utc(since[target]):
+            out.setdefault(target, []).append(candle_time)
+    return {target: sorted(times) for target, times in out.items()}
 
 
 def resolve_outcomes(session: Session, settings: Settings, asset: str, now: datetime, *,
@@ -56,13 +72,20 @@ def resolve_outcomes(session: Session, settings: Settings, asset: str, now: date
     newest = last_closed_open_time(now, asset_cfg.timeframe)
     step = timeframe_to_timedelta(asset_cfg.timeframe)
     added = 0
+    since_of = {t.key: since if since is not None else newest - (t.horizon + RESOLVE_CATCH_UP)
+                * step for t in settings.targets}
+    pending = pending_by_target(session, asset_cfg.symbol, since_of, newest)
+    if not pending:
+        return 0
+    # One read for every target: from the oldest pending candle of any; each target labels
+    # the part of it from its own oldest pending candle (the frame it would have read alone).
+    history = read_candles(session, asset_cfg.symbol, asset_cfg.timeframe,
+                           start=min(times[0] for times in pending.values()), end=newest)
     for target in settings.targets:
-        start = since if since is not None else newest - (target.horizon + RESOLVE_CATCH_UP) * step
-        open_times = pending_times(session, asset_cfg.symbol, target.key, newest, start)
+        open_times = pending.get(target.key)
         if not open_times:
             continue
-        candles = read_candles(session, asset_cfg.symbol, asset_cfg.timeframe,
-                               start=open_times[0], end=newest)
+        candles = history[history.index >= pd.Timestamp(utc(open_times[0]))]
         # One vectorised labelling of the frame: row i looks only at the ``horizon`` candles
         # after it, so this is what resolve_first_touch gives for each entry, at once.
         labels = first_touch_labels(candles, target.pct, target.horizon)
