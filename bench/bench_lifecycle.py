@@ -11,19 +11,26 @@ its outcomes resolve 72 candles later):
   its record is the union of its versions' predictions (signalcast.routing.router.lineage);
 * every simulated day the **same promotion test** as production
   (signalcast.routing.promotion.compare + signalcast.stats.sequential.look_at: three-outcome
-  Brier, Diebold-Mariano with Newey-West lags 2H, looks at fixed information points with alpha
+  Brier, Diebold-Mariano with Newey-West lags 3H, looks at fixed information points with alpha
   spending) runs on the shared outcomes resolved by then; the first qualifying look promotes;
 * the champion's **drift detector** (signalcast.stats.drift, the production CUSUM on block
   Brier per 72-candle block, default threshold/slack/warm-up) runs on its block losses.
 
-With ``--change-day D`` the market's law changes on live day D: from then on candles are the
-mirror image (log returns negated) of a market whose bull and bear regimes swap volatility and
-volume, so what a model learned about "which direction" after a given volatility inverts.
-Without it (``--change-day -1``) the law never changes; the daily retrain may still be slightly
-better (regimes persist for days, a recent window knows the current one), so the test's size
-is measured with ``--null exchangeable``: the challenger is a frozen twin fitted on the window
-before the champion's (same expected skill; every promotion is a false one), judged every day
-like the cadence.
+With ``--change-day D`` the market's law changes on live day D. The default change
+(``--change volatility``) is a volatility regime change, the kind a user calls one ("the market
+got twice as wild"): from then on every regime's volatility is ``--vol-factor`` (2) times what
+it was, drifts, persistence and volume unchanged; levels 2% away are touched sooner and more
+often, so the frozen champion's touch and direction probabilities are wrong and it is clearly
+worse afterwards, while a retrain on recent data can learn the new law. ``--change mirror`` is
+the change this bench planted before, kept to show why it did not test anything: candles became
+the mirror image (log returns negated) of a market whose bull and bear swapped volatility and
+volume, and the two inversions cancel (the high-volatility regime falls again) while mirroring
+keeps momentum, so what a model learned still held: the champion was hardly worse and 1/20
+seeds promoted, the same one as without a change. Without a change (``--change-day -1``) the
+law never changes; the daily retrain may still be slightly better (regimes persist for days, a
+recent window knows the current one), so the test's size is measured with ``--null
+exchangeable``: the challenger is a frozen twin fitted on the window before the champion's
+(same expected skill; every promotion is a false one), judged every day like the cadence.
 
 The models are quick: a multinomial logistic regression on six of the production features
 (volatility, volume, trend; not LightGBM on all of them): the test and the cadence are what is
@@ -48,36 +55,49 @@ from signalcast.config.routing import RoutingConfig
 from signalcast.data.synthetic import DEFAULT_SPEC, SyntheticMarket
 from signalcast.features import compute_features
 from signalcast.features.labels import DOWN, EXPIRED, UP, first_touch_labels
-from signalcast.routing.promotion import LAGS_PER_HORIZON, compare
+from signalcast.routing.promotion import LAGS_PER_HORIZON, compare, effective_horizon
 from signalcast.stats import drift as cusum
-from signalcast.stats.sequential import look_at
+from signalcast.stats.sequential import first_look, look_at
 
 DAY = 24
 
 
-def changed_spec():
-    """Bull and bear swap volatility and volume (drifts keep their sign)."""
+def mirrored_spec():
+    """Bull and bear swap volatility and volume (drifts keep their sign): ``--change mirror``."""
     calm, bull, bear = DEFAULT_SPEC.regimes
     return dataclasses.replace(DEFAULT_SPEC, regimes=(
         calm, dataclasses.replace(bull, vol=bear.vol, volume=bear.volume),
         dataclasses.replace(bear, vol=bull.vol, volume=bull.volume)))
 
 
-def market(seed: int, periods: int, change_at: int | None) -> pd.DataFrame:
-    """Candles of one seed; from ``change_at`` on, the mirror image of a market with the
-    changed spec (every log return negated: a bear regime now rises), spliced on the price."""
+def wilder_spec(factor: float):
+    """Every regime's volatility times ``factor``: ``--change volatility``."""
+    return dataclasses.replace(DEFAULT_SPEC, regimes=tuple(
+        dataclasses.replace(r, vol=r.vol * factor) for r in DEFAULT_SPEC.regimes))
+
+
+def market(seed: int, periods: int, change_at: int | None, change: str = "volatility",
+           vol_factor: float = 2.0) -> pd.DataFrame:
+    """Candles of one seed; from ``change_at`` on, candles of the changed market (a fresh
+    stream), spliced on the price (``mirror``: their mirror image)."""
     frame = SyntheticMarket(["BTC/USDT"], seed=seed).generate(periods)["BTC/USDT"]
     if change_at is None:
         return frame
-    after = SyntheticMarket(["BTC/USDT"], seed=seed + 10_000, spec=changed_spec()).generate(
+    spec = mirrored_spec() if change == "mirror" else wilder_spec(vol_factor)
+    after = SyntheticMarket(["BTC/USDT"], seed=seed + 10_000, spec=spec).generate(
         periods - change_at)["BTC/USDT"]
     pivot = float(after["open"].iloc[0])
-    flip = {"open": "open", "high": "low", "low": "high", "close": "close"}
-    mirrored = pd.DataFrame({col: pivot ** 2 / after[src].to_numpy() for col, src in flip.items()},
-                            index=frame.index[change_at:])
-    mirrored["volume"] = after["volume"].to_numpy()
-    mirrored[["open", "high", "low", "close"]] *= frame["close"].iloc[change_at - 1] / pivot
-    return pd.concat([frame.iloc[:change_at], mirrored])
+    if change == "mirror":
+        flip = {"open": "open", "high": "low", "low": "high", "close": "close"}
+        spliced = pd.DataFrame({col: pivot ** 2 / after[src].to_numpy()
+                                for col, src in flip.items()}, index=frame.index[change_at:])
+    else:
+        spliced = pd.DataFrame({col: after[col].to_numpy()
+                                for col in ("open", "high", "low", "close")},
+                               index=frame.index[change_at:])
+    spliced["volume"] = after["volume"].to_numpy()
+    spliced[["open", "high", "low", "close"]] *= frame["close"].iloc[change_at - 1] / pivot
+    return pd.concat([frame.iloc[:change_at], spliced])
 
 
 def onehot(labels: np.ndarray) -> np.ndarray:
@@ -114,7 +134,7 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
     start = (2 if args.null == "exchangeable" else 1) * window + 14 * DAY
     periods = start + args.days * DAY + h + 1
     change_at = None if args.change_day < 0 else start + args.change_day * DAY
-    candles = market(seed, periods, change_at)
+    candles = market(seed, periods, change_at, args.change, args.vol_factor)
     X = compute_features(candles, "1h")[list(QUICK_FEATURES)].to_numpy()
     labels = first_touch_labels(candles, args.pct, h)["label"].to_numpy()
     ok = np.isfinite(X).all(axis=1)
@@ -153,7 +173,8 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
                                    k=routing.drift_slack, h=routing.drift_threshold)
         if promoted is not None:
             continue
-        look = look_at(n, policy.promote_min_outcomes, policy.promote_significance)
+        look = look_at(n, policy.promote_min_outcomes, policy.promote_significance,
+                       horizon=effective_horizon(policy, h))
         if look is None:
             continue
         y = onehot(labels[resolved[:look.n]])
@@ -174,6 +195,10 @@ def main() -> None:
     parser.add_argument("--change-day", type=int, default=10, help="-1: no change")
     parser.add_argument("--window-days", type=int, default=60,
                         help="trailing training window (production: training.history_candles)")
+    parser.add_argument("--change", choices=["volatility", "mirror"], default="volatility",
+                        help="the planted change (module docstring)")
+    parser.add_argument("--vol-factor", type=float, default=2.0,
+                        help="--change volatility: every regime's volatility times this")
     parser.add_argument("--pct", type=float, default=0.02)
     parser.add_argument("--null", choices=["cadence", "exchangeable"], default="cadence",
                         help="exchangeable: the challenger is a frozen model fitted on the "
@@ -186,11 +211,13 @@ def main() -> None:
     results = [run_seed(1000 + s, args, routing) for s in range(args.seeds)]
     promoted = [r for r in results if r["promoted"]]
     months = args.seeds * args.days / 30
+    change = (f"volatility x{args.vol_factor:g}" if args.change == "volatility" else "mirror")
     print(f"{args.seeds} seeds x {args.days} days, target {args.pct:g}/{args.horizon}, "
           f"challenger {'frozen twin' if args.null == 'exchangeable' else 'daily retrain'}, "
           f"window {args.window_days} days, change "
-          f"{'none' if args.change_day < 0 else f'on day {args.change_day}'}; "
-          f"promote_min_outcomes {routing.default.promote_min_outcomes}, level "
+          f"{'none' if args.change_day < 0 else f'{change} on day {args.change_day}'}; "
+          f"first look {first_look(routing.default.promote_min_outcomes, args.horizon)} "
+          f"outcomes, level "
           f"{routing.default.promote_significance}; {time.perf_counter() - began:.0f} s")
     for r in results:
         p = r["promoted"]

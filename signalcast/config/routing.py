@@ -44,7 +44,7 @@ class RoutePolicy(Section):
     its successive versions' shadow predictions). It replaces the champion once they share
     ``promote_min_outcomes`` resolved outcomes and its three-outcome Brier loss is lower by
     ``promote_margin`` at ``promote_significance`` overall, spent over repeated looks
-    (Diebold-Mariano, Newey-West lags = 2 x horizon; signalcast.routing.promotion);
+    (Diebold-Mariano, Newey-West lags = 3 x horizon; signalcast.routing.promotion);
     ``promote_mode`` ``auto`` promotes, ``command`` only notifies (an operator promotes with
     /promote).
     """

@@ -6,22 +6,29 @@ up first, down first, neither). A challenger is a *policy*, not one version: its
 union of the shadow predictions of its lineage (:func:`signalcast.routing.router.lineage`; a
 daily retrain of the champion's family is one rolling challenger whose versions each live a
 day), and winning promotes its newest version. Nothing is decided before
-``promote_min_outcomes`` shared outcomes.
+``promote_min_outcomes`` shared outcomes, nor before 8 horizons of them (overlapping outcomes:
+about ``n / horizon`` of them are independent; :mod:`signalcast.stats.sequential`) unless an
+operator lowered ``promote_min_outcomes`` below its default (:func:`effective_horizon`).
 
 The test: Diebold-Mariano on the three-outcome Brier loss differences ``d_t = BS3(chal_t) -
 BS3(champ_t)`` (:func:`signalcast.stats.skill.multi_brier` per row). Outcomes of neighbouring
 candles overlap (each looks ``horizon`` candles ahead), so the variance of the mean difference
-is the Newey-West long-run variance with Bartlett weights and ``lags = 2 * horizon``
-(docs/ml-notes.md: plain tests overstate confidence here). One-sided, against the margin: H0
+is the Newey-West long-run variance with Bartlett weights and ``lags = 3 * horizon``
+(docs/ml-notes.md: plain tests overstate confidence here). Why 3, not 2: the losses of
+overlapping outcomes are correlated over ``horizon`` lags, and Bartlett weights ``1 - k / (lags
++ 1)`` shrink those autocovariances (by half at lag ``horizon`` with 2H lags), so the variance
+was underestimated: on simulated overlapping-outcome nulls (a moving sum of ``H`` shocks,
+``H = 72``, 576-1152 outcomes) the test rejected 4.3% at a nominal 2.5% with ``2H`` lags, and
+2.4-3.4% with ``3H``. One-sided, against the margin: H0
 ``E[d] >= -margin`` vs H1 ``E[d] < -margin``, statistic ``(mean(d) + margin) / se``, with the
 fixed-b corrections of :mod:`signalcast.stats.diebold_mariano`.
 
 Repeated looks (:mod:`signalcast.stats.sequential`): the round runs daily on a growing record,
-so the test is made at fixed information points (look ``k`` uses the oldest ``n_min *
-1.25^(k-1)`` shared outcomes) and look ``k`` spends ``promote_significance * 6 / (pi^2 k^2)``: the
-chance of ever promoting a no-better challenger stays at most ``promote_significance`` however
-often the round runs. Acting on the verdict (promote, record, notify) is
-:mod:`signalcast.lifecycle.promote`.
+so the test is made at fixed information points (look ``k`` uses the oldest ``n_first *
+2^(k-1)`` shared outcomes, ``n_first = max(promote_min_outcomes, 8 * horizon)``) and look ``k``
+spends ``promote_significance / 2^k``: the chance of ever promoting a no-better challenger
+stays at most ``promote_significance`` however often the round runs. Acting on the verdict
+(promote, record, notify) is :mod:`signalcast.lifecycle.promote`.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from signalcast.config import Settings
+from signalcast.config.routing import RoutePolicy
 from signalcast.core.versions import VersionRef, label
 from signalcast.db.tables import ModelVersion, Outcome, Prediction
 from signalcast.routing.overrides import apply_override, overrides_for
@@ -48,7 +56,7 @@ log = logging.getLogger(__name__)
 
 PROMOTED, QUALIFIED, KEPT, TOO_FEW = "promoted", "qualified", "kept", "too_few"
 FENCED = "fenced"  # the champion changed between the test and the promotion: nothing decided
-LAGS_PER_HORIZON = 2  # Newey-West lags = 2 x the target's horizon (module docstring)
+LAGS_PER_HORIZON = 3  # Newey-West lags = 3 x the target's horizon (module docstring)
 
 
 @dataclass
@@ -125,6 +133,15 @@ def compare(p_champion: np.ndarray, p_challenger: np.ndarray, y: np.ndarray, *, 
     }
 
 
+def effective_horizon(policy: RoutePolicy, horizon: int) -> int:
+    """The horizon the first look's floor of ``8 * horizon`` outcomes counts in
+    (:func:`signalcast.stats.sequential.first_look`); 1 (no floor) where an operator set
+    ``promote_min_outcomes`` below its default, asking for earlier decisions on purpose (the
+    demo does, to show a decision within minutes)."""
+    default = RoutePolicy.model_fields["promote_min_outcomes"].default
+    return horizon if policy.promote_min_outcomes >= default else 1
+
+
 def all_versions(session: Session, asset: str, target: str) -> list[VersionRef]:
     """Every version of (asset, target), purged ones included (their predictions still count
     for their lineage), newest first."""
@@ -154,7 +171,8 @@ def compare_target(session: Session, settings: Settings, asset: str, target: str
         p_champ, p_chal, y = shared_outcomes(session, lineup.champion.id, ids, now)
         item = Comparison(asset, target, label(lineup.champion), label(challenger),
                           lineup.champion.id, challenger.id, len(y))
-        look = look_at(len(y), policy.promote_min_outcomes, policy.promote_significance)
+        look = look_at(len(y), policy.promote_min_outcomes, policy.promote_significance,
+                       horizon=effective_horizon(policy, cfg.horizon))
         if look is not None:
             n = look.n
             item.stats = compare(p_champ[:n], p_chal[:n], y[:n],
