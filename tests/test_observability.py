@@ -248,7 +248,8 @@ def _version(**kw) -> ModelVersion:
 
 def seed_figures(engine) -> None:
     """Known rows: 4 served BTC 1pct_24 predictions (one by a fallback), 4 shadow ones, 3
-    resolved outcomes (1 hit) and one expired, alerts sent/waiting/failed, task runs, a tick."""
+    resolved outcomes (2 hits: P(up) 0.3 beside P(down) 0.2 says up) and one expired, alerts
+    sent/waiting/failed, task runs, a tick."""
     candles = [NOW.replace(minute=0, second=0) - HOUR * k for k in (4, 3, 2, 1)]  # 08..11h
     with session_scope(engine) as session:
         champion, shadow = _version(), _version(family="river", role="challenger",
@@ -256,12 +257,13 @@ def seed_figures(engine) -> None:
         session.add_all([champion, shadow])
         session.flush()
         probs, labels = [0.7, 0.3, 0.8, 0.4], [UP, UP, DOWN, EXPIRED]
+        downs = [None, 0.2, None, None]  # None: a row from before three outcomes
         stored_after = [10, 20, 30, 40]  # seconds from the candle's close
         for i, candle in enumerate(candles):
             close = candle + HOUR
             session.add(Prediction(
                 asset="BTC/USDT", target="1pct_24", model_version_id=champion.id,
-                candle_time=candle, prob_up=probs[i], served=True,
+                candle_time=candle, prob_up=probs[i], prob_down=downs[i], served=True,
                 fallback="lightgbm v1 failed" if i == 2 else None,
                 created_at=close + timedelta(seconds=stored_after[i])))
             session.add(Prediction(
@@ -320,10 +322,15 @@ def test_metrics_endpoint_serves_our_figures_over_http(sqlite_url, make_settings
     assert value(samples, "signalcast_predictions_shadow_total", **BTC) == 4
     assert value(samples, "signalcast_prediction_fallbacks_total", **BTC) == 1
     assert value(samples, "signalcast_outcomes_resolved_total", **BTC) == 3
-    assert value(samples, "signalcast_outcome_hits_total", **BTC) == 1
+    assert value(samples, "signalcast_outcome_hits_total", **BTC) == 2
     with session_scope(engine, readonly=True) as session:
-        (expected,) = [s.hit_rate for s in summary.target_summaries(session)]
-    assert value(samples, "signalcast_live_hit_rate", **BTC) == pytest.approx(expected) == 1 / 3
+        summaries = summary.target_summaries(session)
+        (expected,) = [s.hit_rate for s in summaries]
+    assert value(samples, "signalcast_live_hit_rate", **BTC) == pytest.approx(expected) == 2 / 3
+    (ups,) = [s.ups for s in summaries]
+    assert value(samples, "signalcast_outcome_ups_total", **BTC) == ups
+    assert value(samples, "signalcast_live_majority_rate", **BTC) == pytest.approx(
+        max(ups, 3 - ups) / 3)
     assert value(samples, "signalcast_model_age_seconds", family="lightgbm", **BTC) == 2 * 86400
     # candle close -> stored: 10, 20, 30, 40 s; close -> alert sent: 45 and 5 s (nearest rank)
     assert [value(samples, "signalcast_tick_to_stored_seconds", quantile=q)

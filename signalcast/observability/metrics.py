@@ -61,7 +61,7 @@ METRIC_NAMES = (  # every family this module exposes (docs/production.md lists t
     "signalcast_predictions_served_total", "signalcast_predictions_shadow_total",
     "signalcast_prediction_fallbacks_total",
     "signalcast_outcomes_resolved_total", "signalcast_outcome_hits_total",
-    "signalcast_live_hit_rate",
+    "signalcast_outcome_ups_total", "signalcast_live_hit_rate", "signalcast_live_majority_rate",
     "signalcast_model_age_seconds", "signalcast_last_candle_timestamp_seconds",
     "signalcast_open_candle_gaps", "signalcast_last_tick_timestamp_seconds",
     "signalcast_tick_to_stored_seconds", "signalcast_alert_latency_seconds",
@@ -101,7 +101,7 @@ class SignalcastCollector:
         self.cache_seconds = cache_seconds
         self._cached: tuple[float, list[Metric]] | None = None
         self._predicted = RunningTally(Prediction)
-        self._resolved = RunningTally(Outcome)
+        self._resolved = RunningTally(Outcome, sums=3)  # resolved, hits, ups
 
     def describe(self) -> list[Metric]:
         return []  # registering must not query the database
@@ -168,12 +168,18 @@ class SignalcastCollector:
         yield from (served, shadow, fallbacks)
 
     def _outcomes(self, session: Session) -> Iterator[Metric]:
-        """Hit rate of served predictions, by the rule of ``services.summary``: a hit when the
-        more likely direction (P(up) >= 0.5 means UP) is the one that touched first."""
-        hit = case((or_(and_(Prediction.prob_up >= 0.5, Outcome.label == UP),
-                        and_(Prediction.prob_up < 0.5, Outcome.label == DOWN)), 1), else_=0)
+        """Hit rate of served predictions, by the rule of ``ops.summary.says_up``: a hit when
+        the more likely direction (P(up) >= P(down); rows from before three outcomes:
+        P(down) = 1 - P(up)) is the one that touched first; beside it, the up count, so
+        "always the majority direction" is known on the same outcomes."""
+        prob_down = func.coalesce(Prediction.prob_down, 1.0 - Prediction.prob_up)
+        hit = case((or_(and_(Prediction.prob_up >= prob_down, Outcome.label == UP),
+                        and_(Prediction.prob_up < prob_down, Outcome.label == DOWN)), 1),
+                   else_=0)
+        went_up = case((Outcome.label == UP, 1), else_=0)
         rows = self._resolved.totals(session, lambda lo, hi: session.exec(
-            select(Prediction.asset, Prediction.target, func.count(), func.sum(hit))
+            select(Prediction.asset, Prediction.target, func.count(), func.sum(hit),
+                   func.sum(went_up))
             .join(Outcome, (Outcome.asset == Prediction.asset)
                   & (Outcome.target == Prediction.target)
                   & (Outcome.candle_time == Prediction.candle_time))
@@ -187,16 +193,27 @@ class SignalcastCollector:
             "signalcast_outcome_hits_total",
             "resolved served predictions whose more likely direction happened",
             labels=["asset", "target"])
+        ups = CounterMetricFamily(
+            "signalcast_outcome_ups_total",
+            "resolved served predictions whose up level touched first",
+            labels=["asset", "target"])
         rate = GaugeMetricFamily(
             "signalcast_live_hit_rate", "hits / resolved over all served predictions",
             labels=["asset", "target"])
-        for (asset, target), (count, hit_count) in rows:
+        majority = GaugeMetricFamily(
+            "signalcast_live_majority_rate",
+            "the hit rate's benchmark: always the majority direction on the same outcomes",
+            labels=["asset", "target"])
+        for (asset, target), (count, hit_count, up_count) in rows:
             if not count:
                 continue
             resolved.add_metric([asset, target], count)
             hits.add_metric([asset, target], hit_count or 0)
+            ups.add_metric([asset, target], up_count or 0)
             rate.add_metric([asset, target], (hit_count or 0) / count)
-        yield from (resolved, hits, rate)
+            majority.add_metric([asset, target], max(up_count or 0, count - (up_count or 0))
+                                / count)
+        yield from (resolved, hits, ups, rate, majority)
 
     def _models_and_candles(self, session: Session, now: datetime) -> Iterator[Metric]:
         age = GaugeMetricFamily(

@@ -15,8 +15,9 @@ class RunningTally:
     the settled mark are summed into running totals; the newest :data:`SETTLE_IDS` ids are
     recounted on every call (a row can commit after one with a higher id)."""
 
-    def __init__(self, table) -> None:  # noqa: ANN001 - a SQLModel table class
+    def __init__(self, table, sums: int = 2) -> None:  # noqa: ANN001 - a SQLModel table
         self.table = table
+        self.n_sums = sums  # the query's last ``sums`` columns are summed, the rest is the key
         self.settled = 0
         self.sums: dict[tuple, list[int]] = {}
 
@@ -26,21 +27,16 @@ class RunningTally:
         newest = session.exec(select(func.max(self.table.id))).one() or 0
         mark = max(self.settled, newest - SETTLE_IDS)
         if mark > self.settled:
-            _add(self.sums, query(self.settled, mark))
+            _add(self.sums, query(self.settled, mark), self.n_sums)
             self.settled = mark
         totals = {k: list(v) for k, v in self.sums.items()}
-        _add(totals, query(self.settled, newest))
+        _add(totals, query(self.settled, newest), self.n_sums)
         return sorted(totals.items())
 
 
-def _add(sums: dict[tuple, list[int]], rows: list) -> None:
+def _add(sums: dict[tuple, list[int]], rows: list, n_sums: int) -> None:
     for row in rows:
-        key, values = _split(row)
+        key, values = tuple(row[:-n_sums]), tuple(row[-n_sums:])
         acc = sums.setdefault(key, [0] * len(values))
         for i, v in enumerate(values):
             acc[i] += int(v or 0)
-
-
-def _split(row) -> tuple[tuple, tuple]:  # noqa: ANN001
-    """(asset, target[, served], count, sum) -> the key and the two sums."""
-    return tuple(row[:-2]), tuple(row[-2:])
