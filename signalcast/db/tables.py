@@ -115,6 +115,9 @@ class Prediction(SQLModel, table=True):
     fallback: str | None = Field(default=None, max_length=200)
     alert_held: str | None = Field(default=None, max_length=200)  # why no alert (skill gate)
     created_at: datetime = _time(default_factory=utcnow)
+    # sha256 of the exact artifact that made it: the version's trained artifact or one of its
+    # online states (model_states); None: recorded before 0011 (signalcast.lifecycle.states)
+    model_sha256: str | None = Field(default=None, max_length=64)
 
 
 class Outcome(SQLModel, table=True):
@@ -335,6 +338,26 @@ class DriftState(SQLModel, table=True):
     alarms: int = 0
     state: dict = _json()
     updated_at: datetime = _time(default_factory=utcnow)
+
+
+class ModelState(SQLModel, table=True):
+    """One state of a version that learns online, appended, never overwritten: state 0 is the
+    trained artifact, state k the model after the k-th batch of learned outcomes. Signed like
+    any artifact (signalcast.models.artifact); predictions name theirs by ``model_sha256``
+    (signalcast.lifecycle.states)."""
+
+    __tablename__ = "model_states"
+    __table_args__ = (UniqueConstraint("model_version_id", "state"),
+                      Index("ix_model_states_sha256", "model_version_id", "sha256"))
+    id: int | None = Field(default=None, primary_key=True)
+    model_version_id: int = Field(foreign_key="model_versions.id")
+    state: int  # 0: as trained; k: after k online updates
+    created_at: datetime = _time(default_factory=utcnow)
+    learned: int = 0  # outcomes learned online in total when this state was made
+    last_candle: datetime | None = _time(default=None, nullable=True)  # newest learned
+    sha256: str = Field(max_length=64)
+    artifact_mac: str | None = Field(default=None, max_length=64)
+    artifact: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class OnlineLearned(SQLModel, table=True):

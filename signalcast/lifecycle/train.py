@@ -35,6 +35,7 @@ from signalcast.features.dataset import build_outcome_set
 from signalcast.features.labels import EXPIRED, UP
 from signalcast.lifecycle import admin as model_admin
 from signalcast.lifecycle import evidence
+from signalcast.lifecycle.states import purge_states
 from signalcast.lifecycle.versioning import store_version
 from signalcast.models import registry
 from signalcast.models.artifact import ArtifactIdentity, sha256, sign
@@ -182,7 +183,9 @@ def _purge_old_artifacts(session: Session, settings: Settings, row: ModelVersion
     """Keep the newest ``keep_versions`` artifacts per (asset, target, family); older versions
     keep their row (predictions refer to them) but lose their bytes. The champion and the
     ``routing.keep_champions`` latest earlier champions of (asset, target) are never purged,
-    so a rollback and the ``previous_champion`` fallback always have a model to serve."""
+    so a rollback and the ``previous_champion`` fallback always have a model to serve. A purged
+    version's online states lose their bytes too, except those that served a prediction
+    (:func:`signalcast.lifecycle.states.purge_states`)."""
     keep = set(model_admin.champion_history(session, row.asset, row.target)
                [:settings.routing.keep_champions + 1])
     versions = session.exec(select(ModelVersion).where(
@@ -193,3 +196,4 @@ def _purge_old_artifacts(session: Session, settings: Settings, row: ModelVersion
         if old.role != "champion" and old.id not in keep:
             old.artifact = None
             session.add(old)
+            purge_states(session, old.id)

@@ -6,11 +6,23 @@ Learning: every routed version of each target that learns online (the ``routing.
 baseline, River, or an ensemble with a River member) learns each new UP/DOWN outcome with
 ``learn_one`` on that candle's features, recomputed from the stored candles with the same causal
 feature code as the hot path. Only outcomes of candles after the version's training data are
-learned, oldest first. The updated model is stored in place with a new sha256 (workers cache
-models by version id *and* sha256, so they load the update at their next prediction), and each
-(version, candle) learned is recorded in ``online_learned`` in the same transaction: an outcome
-is learned once, however often this runs. The version row is locked while it learns (Postgres
-``FOR UPDATE``; SQLite serialises writers), so two workers cannot lose each other's updates.
+learned, oldest first. Each batch learned is **appended as a new state** of the version
+(:mod:`signalcast.lifecycle.states`: ``model_states``, signed like any artifact; state 0, the
+trained artifact, is kept before the first update), never written over an earlier one; the
+version serves its newest state (workers cache models by version id *and* sha256, so they load
+it at their next prediction) and every prediction records the sha256 of the state that made it,
+so a past prediction is reproduced from exactly that state. Each (version, candle) learned is
+recorded in ``online_learned`` in the same transaction: an outcome is learned once, however
+often this runs. The version row is locked while it learns (Postgres ``FOR UPDATE``; SQLite
+serialises writers), so two workers cannot lose each other's updates or number two states alike.
+
+Calibration: the direction calibrator fitted at training maps the *trained* model's outputs; a
+River version that learns online is served by its own probabilities from its first state on (the
+identity calibrator), which River keeps calibrated online (log-loss SGD for the logistic
+variant, a prequential online Platt map for the tree variants: see
+:mod:`signalcast.models.families.river`). The touch factor does not learn online, so its
+calibrator still fits it. An ensemble with a River member keeps its stacked calibrator (the
+ensemble's weights do not move; its River member calibrates itself).
 
 Drift (:mod:`signalcast.pipeline.drift`): a self-starting CUSUM on the champion's
 three-outcome Brier loss per non-overlapping block of ``horizon`` candles (ADWIN on 0/1 errors
@@ -51,8 +63,10 @@ from signalcast.features import (
     compute_features,
     feature_names,
 )
+from signalcast.lifecycle.states import append_state
 from signalcast.models import registry
-from signalcast.models.artifact import ArtifactIdentity, load_version, sha256, sign
+from signalcast.models.artifact import load_version
+from signalcast.models.calibration import MonotoneCalibrator
 from signalcast.pipeline.drift import check_drift
 from signalcast.routing.overrides import apply_override, overrides_for
 from signalcast.routing.router import make_lineup, newest, version_rows
@@ -172,14 +186,13 @@ def _learn(engine: Engine, settings: Settings, asset: AssetConfig, target: Targe
         if not rows:
             return label(version), 0
         upsert(session, OnlineLearned, rows, keys=["model_version_id", "candle_time"])
-        blob = served.to_bytes()
-        version.artifact, version.sha256 = blob, sha256(blob)
-        version.artifact_mac = sign(blob, ArtifactIdentity.of(version), keys)
-        version.metrics = {**version.metrics,
-                           "online_learned": int(version.metrics.get("online_learned", 0))
-                           + len(rows),
+        if version.family == "river":  # it calibrates itself online (module docstring)
+            served.calibrator = MonotoneCalibrator()  # the identity
+        total = int(version.metrics.get("online_learned", 0)) + len(rows)
+        version.metrics = {**version.metrics, "online_learned": total,
                            "online_last_candle": rows[-1]["candle_time"].isoformat()}
-        session.add(version)
+        append_state(session, version, served.to_bytes(), keys, learned=total,
+                     last_candle=rows[-1]["candle_time"], now=now)
         log.info("%s %s %s learned %d outcomes", asset.symbol, target.key, label(version),
                  len(rows))
         return label(version), len(rows)

@@ -30,6 +30,7 @@ from signalcast.db.candles import read_candles
 from signalcast.db.tables import ModelVersion, Prediction
 from signalcast.db.upsert import upsert
 from signalcast.features import FEATURE_SET, MAX_LOOKBACK, feature_names, latest_features
+from signalcast.lifecycle.states import artifact_by_sha256
 from signalcast.models.artifact import ArtifactIdentity, ArtifactKeys, ServedModel, load_artifact
 from signalcast.pipeline.model_cache import DEFAULT_BYTES, ModelCache
 from signalcast.routing.router import Decision, ModelOutput, Router, model_output
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Loaded models by (version id, sha256), each authenticated (its MAC checked) when loaded,
 # bounded by artifact bytes (256 MiB per process), least recently used first.
-# An online model updated in place gets a new sha256 and is loaded again; a rollback or
+# An online model's new state has a new sha256 and is loaded again; a rollback or
 # promotion is served at the next candle (roles are read from the database on every prediction).
 _cache = ModelCache(DEFAULT_BYTES)
 
@@ -61,6 +62,10 @@ def routed_model(session: Session, version: VersionRef, keys: ArtifactKeys) -> S
     artifact, checksum, mac = session.exec(select(
         ModelVersion.artifact, ModelVersion.sha256, ModelVersion.artifact_mac).where(
         ModelVersion.id == version.id)).one()
+    if checksum != version.sha256:  # a newer online state since the line-up was read: serve
+        stored = artifact_by_sha256(session, version.id, version.sha256)  # the one the
+        if stored is not None:  # prediction will name (model_sha256)
+            artifact, checksum, mac = stored.artifact, stored.sha256, stored.artifact_mac
     return _load(version, artifact, checksum, mac, keys)
 
 
@@ -188,10 +193,11 @@ def _prediction_rows(asset: str, candle_time: datetime, decision: Decision) -> l
                      "model_version_id": decision.served.id, "candle_time": candle_time,
                      "prob_up": decision.output.p_up, "prob_down": decision.output.down,
                      "served": True, "role": decision.role, "fallback": decision.fallback,
-                     "alert_held": None})
+                     "alert_held": None, "model_sha256": decision.served.sha256})
     rows += [{"asset": asset, "target": decision.target, "model_version_id": version.id,
               "candle_time": candle_time, "prob_up": output.p_up, "prob_down": output.down,
-              "served": False, "role": role, "fallback": None, "alert_held": None}
+              "served": False, "role": role, "fallback": None, "alert_held": None,
+              "model_sha256": version.sha256}
              for version, role, output in decision.unserved]
     return rows
 
