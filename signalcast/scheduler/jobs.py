@@ -26,7 +26,7 @@ from signalcast.db.tables import AlertOutbox
 from signalcast.scheduler.enqueue import enqueue_once
 from signalcast.scheduler.ticks import TickResults, asset_plan, drain_signature
 from signalcast.tasks import tasks
-from signalcast.tasks.enqueuer import train_signatures
+from signalcast.tasks.enqueuer import retrain_signatures
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,10 @@ def candle_close_tick(engine: Engine, settings: Settings, now: datetime,
 
 
 def retrain_all(engine: Engine, settings: Settings, now: datetime) -> list[AsyncResult]:
-    """The retrain cadence: train the champion family of every (asset, target)."""
+    """The retrain cadence: train the champion family of every (asset, target), one task per
+    asset (its targets share the asset's features)."""
     now = utc(now).replace(second=0, microsecond=0)
-    result = enqueue_once(engine, "retrain", now, group(train_signatures(settings, now)))
+    result = enqueue_once(engine, "retrain", now, group(retrain_signatures(settings, now)))
     return [] if result is None else list(result.results)
 
 

@@ -38,6 +38,7 @@ from signalcast.core.queues import QUEUES
 # among late-acknowledged tasks, or a task is redelivered while it still runs (celery #5935).
 TIME_LIMITS = {
     "signalcast.train": (30 * 60, 35 * 60),
+    "signalcast.train_asset": (90 * 60, 95 * 60),  # every target of one asset, one by one
     "signalcast.ingest": (150, 180),  # a tick's ingest; long backfills run from the CLI
     "signalcast.predict": (60, 90),
     "signalcast.resolve": (120, 180),
@@ -47,7 +48,8 @@ TIME_LIMITS = {
 EMBEDDED_BROKER = "memory://localhost/"
 EMBEDDED_BACKEND = "cache+memory://"
 
-ACKED_ON_RECEIPT = ("signalcast.train", "signalcast.evaluate_promotions")
+ACKED_ON_RECEIPT = ("signalcast.train", "signalcast.train_asset",
+                    "signalcast.evaluate_promotions")
 LONGEST_RETRY_COUNTDOWN = 120  # tasks.RETRY retry_backoff_max: a countdown waits unacknowledged
 
 app = Celery("signalcast", include=["signalcast.tasks.tasks"])
@@ -97,6 +99,7 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
         task_default_queue="predict",
         task_routes={
             "signalcast.train": {"queue": "train"},
+            "signalcast.train_asset": {"queue": "train"},
             "signalcast.evaluate_promotions": {"queue": "train"},
             "signalcast.send_alerts": {"queue": "alerts"},
         },

@@ -37,6 +37,18 @@ def train_signatures(settings: Settings, now: datetime, *, assets: Iterable[str]
             for f in (families or [settings.models.champion])]
 
 
+def retrain_signatures(settings: Settings, now: datetime) -> list[Signature]:
+    """The scheduled retrain: one ``train_asset`` signature per configured asset (all its
+    targets, the champion family), so each asset's features are computed once per run
+    whichever train worker takes it."""
+    now = utc(now)
+    family = settings.models.champion
+    return [tasks.train_asset.si(a.symbol, [t.key for t in settings.targets], family,
+                                 now.isoformat()).set(
+        task_id=f"train_asset:{a.symbol}:{family}:{now.isoformat()}")
+        for a in settings.assets]
+
+
 class CeleryEnqueuer:
     """:class:`~signalcast.core.ports.Enqueuer` over the Celery app; ``send`` is how a
     signature goes out (default ``apply_async``; tests pass ``list.append`` to capture)."""

@@ -129,6 +129,36 @@ def train(self: Task, asset: str, target: str, family: str, now: str) -> dict:
         return run.result
 
 
+@app.task(name="signalcast.train_asset", bind=True, **TRAIN)
+def train_asset(self: Task, asset: str, targets: list[str], family: str, now: str) -> dict:
+    """Train ``family`` for each of ``targets`` of one asset in this process, one after the
+    other: the asset's features are computed once and shared by every target, family and
+    walk-forward fold (``features.dataset.shared_features``), wherever the task lands. The
+    scheduled retrain sends one per asset. A retry trains the targets again; a training of
+    the same data returns the version it made before."""
+    from signalcast.features.dataset import FEATURE_STATS
+    from signalcast.lifecycle.train import train_model
+
+    args = {"asset": asset, "targets": list(targets), "family": family, "now": now}
+    with _recorded(self, "train_asset", args) as run:
+        versions, before = [], dict(FEATURE_STATS)
+        for i, target in enumerate(targets, 1):
+            def say(message: str, target: str = target, i: int = i) -> None:
+                run.progress(f"{target} ({i}/{len(targets)}): {message}")
+
+            version = train_model(_engine(), get_settings(), asset, target, family,
+                                  now=_when(now), progress=say)
+            versions.append({"target": version.target, "family": version.family,
+                             "version": version.version, "model_version_id": version.id,
+                             "role": version.role})
+        # this process's feature computations during the run (1: shared by every target; 0:
+        # an earlier task here already computed this history)
+        run.result = {"asset": asset, "versions": versions,
+                      "features_computed": FEATURE_STATS["computed"] - before["computed"],
+                      "features_reused": FEATURE_STATS["reused"] - before["reused"]}
+        return run.result
+
+
 @app.task(name="signalcast.evaluate_promotions", bind=True, **TRAIN)
 def evaluate_promotions(self: Task, now: str) -> dict:
     from signalcast.lifecycle.promote import promotion_round
