@@ -91,3 +91,27 @@ def test_a_past_prediction_is_reproduced_exactly_from_the_state_that_made_it(db_
             select(ModelState).where(ModelState.model_version_id == river.id))}
         assert bytes_kept == {0: False, 1: True, 2: True}
         assert reproduce(session, settings, past) == (past.prob_up, past.prob_down)
+
+
+def test_river_trees_calibrate_themselves_online_prequentially():
+    """A tree variant serves its forecasts through an online Platt map learned on the tree's
+    forecasts made before each outcome (every outcome, warm start included); the served
+    forecast tracks the truth (here P(up) = 0.7 whatever the features), and the map survives
+    a round trip through bytes. The logistic variant has none (calibrated by its loss)."""
+    import numpy as np
+
+    from signalcast.models import registry
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 4))
+    y = (rng.random(3000) < 0.7).astype(int)
+    model = registry.create("river", variant="hoeffding", grace_period=50).fit(X[:200], y[:200])
+    for x, label in zip(X[200:], y[200:], strict=True):
+        model.learn_one(x, label)
+    served = model.predict_proba(X[:500])
+    assert abs(float(np.mean(served)) - 0.7) < 0.05
+    assert model.platt_.n == 3000
+    again = type(model).from_bytes(model.to_bytes(), model.get_params())
+    np.testing.assert_array_equal(again.predict_proba(X[:50]), served[:50])
+    logistic = registry.create("river").fit(X[:200], y[:200])
+    assert logistic.platt_ is None  # log-loss SGD: calibrated by its own loss
