@@ -245,15 +245,11 @@ def test_a_kind_set_to_silent_is_sent_without_notification(sqlite_url, alerting)
 def _served_week(engine, until: datetime) -> None:
     """A champion's served predictions over the week to ``until``, each resolved (hits, misses
     and an expired one), for the summary's figures and chart."""
-    from signalcast.db.tables import ModelVersion, Outcome, Prediction
+    from signalcast.db.tables import Outcome, Prediction
+    from tests.test_alert_rules import add_version
 
     with session_scope(engine) as session:
-        version = ModelVersion(
-            asset="BTC/USDT", target="1pct_24", family="lightgbm", version=1, role="champion",
-            feature_set="test", features=[], params={}, metrics={}, lib_versions={},
-            train_start=T0, train_end=T0, n_rows=1, data_fingerprint="f", sha256="0" * 64)
-        session.add(version)
-        session.flush()
+        version = add_version(session)
         for i in range(60):
             candle = until - timedelta(days=6, hours=-i)
             prob_up = 0.32 + 0.4 * (i % 5) / 4  # bin centres, not edges
