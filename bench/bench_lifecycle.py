@@ -9,6 +9,8 @@ its outcomes resolve 72 candles later):
 * the **challenger policy** is the default cadence, a retrain every day on the trailing window
   (``schedule.retrain_cron`` is daily): each day's version predicts that day's 24 candles, and
   its record is the union of its versions' predictions (signalcast.routing.router.lineage);
+* a drift alarm opens a new comparison epoch, as in production: the record restarts after
+  the alarm's block, with the epoch's own level (signalcast.stats.sequential.epoch_alpha);
 * every simulated day the **same promotion test** as production
   (signalcast.routing.promotion.compare + signalcast.stats.sequential.look_at: three-outcome
   Brier, Diebold-Mariano with Newey-West lags 3H, looks at fixed information points with alpha
@@ -57,7 +59,7 @@ from signalcast.features import compute_features
 from signalcast.features.labels import DOWN, EXPIRED, UP, first_touch_labels
 from signalcast.routing.promotion import LAGS_PER_HORIZON, compare, effective_horizon
 from signalcast.stats import drift as cusum
-from signalcast.stats.sequential import first_look, look_at
+from signalcast.stats.sequential import epoch_alpha, first_look, look_at
 
 DAY = 24
 
@@ -154,6 +156,7 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
     p_chal = np.zeros_like(p_champ)
     policy = routing.default
     promoted, state, alarms, blocks = None, cusum.CusumState(), 0, []
+    epoch, epoch_start = 0, 0  # drift alarms so far, first outcome of the epoch's record
     for day in range(args.days):
         now = start + day * DAY
         rows = train_rows(now)
@@ -169,20 +172,25 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
             sl = slice(b * h, (b + 1) * h)
             loss = float(np.mean(np.sum((p_champ[sl] - onehot(labels[live[sl]])) ** 2, 1)))
             blocks.append(loss)
-            alarms += cusum.update(state, loss, warmup=routing.drift_warmup_blocks,
-                                   k=routing.drift_slack, h=routing.drift_threshold)
+            if cusum.update(state, loss, warmup=routing.drift_warmup_blocks,
+                            k=routing.drift_slack, h=routing.drift_threshold):
+                alarms += 1  # a new comparison epoch: the record restarts after this block
+                epoch, epoch_start = epoch + 1, (b + 1) * h
         if promoted is not None:
             continue
-        look = look_at(n, policy.promote_min_outcomes, policy.promote_significance,
+        look = look_at(n - epoch_start, policy.promote_min_outcomes,
+                       epoch_alpha(epoch, policy.promote_significance),
                        horizon=effective_horizon(policy, h))
         if look is None:
             continue
-        y = onehot(labels[resolved[:look.n]])
-        stats = compare(p_champ[:look.n], p_chal[:look.n], y, lags=LAGS_PER_HORIZON * h,
+        used = slice(epoch_start, epoch_start + look.n)
+        y = onehot(labels[resolved[used]])
+        stats = compare(p_champ[used], p_chal[used], y, lags=LAGS_PER_HORIZON * h,
                         margin=policy.promote_margin)
         if stats["p_value"] < look.alpha and stats["mean_diff"] < -policy.promote_margin:
             since = None if change_at is None else int(np.sum(resolved >= change_at))
-            promoted = {"day": day + 1, "n_shared": n, "look": look.index,
+            promoted = {"day": day + 1, "n_shared": n - epoch_start, "look": look.index,
+                        "epoch": epoch,
                         "outcomes_since_change": since, "p_value": stats["p_value"],
                         "brier": (stats["brier_champion"], stats["brier_challenger"])}
     return {"seed": seed, "promoted": promoted, "alarms": alarms, "blocks": len(blocks)}
@@ -222,7 +230,8 @@ def main() -> None:
     for r in results:
         p = r["promoted"]
         print(f"  seed {r['seed']}: " + ("kept" if p is None else
-              f"promoted day {p['day']} ({p['n_shared']} shared, look {p['look']}, "
+              f"promoted day {p['day']} ({p['n_shared']} shared, epoch {p['epoch']}, "
+              f"look {p['look']}, "
               f"{p['outcomes_since_change']} since change, p={p['p_value']:.2g}, Brier "
               f"{p['brier'][0]:.4f} -> {p['brier'][1]:.4f})") + f"; drift alarms {r['alarms']}")
     print(f"promoted: {len(promoted)}/{len(results)} seeds")

@@ -174,3 +174,25 @@ def test_too_few_shared_outcomes_decide_nothing(db_url, tmp_path, monkeypatch):
     assert (decision["decision"], decision["n_shared"]) == ("too_few", shared)
     assert shared == 150  # expired outcomes count; candles only one model predicted do not
     assert table(engine, PromotionCheck) == [] and roles(engine)["const v1"] == "champion"
+
+
+def test_a_drift_alarm_on_the_champion_restarts_the_record_with_its_own_level(
+        db_url, tmp_path, monkeypatch):
+    from signalcast.stats.sequential import epoch_alpha
+
+    engine, settings, now, champion, challenger = routed(db_url, tmp_path, monkeypatch,
+                                                         promote_mode="command")
+    plant_outcomes(engine, now, champion.id, challenger.id, 400, challenger_noise=0.03)
+    oldest = now - timedelta(hours=HORIZON + 420)  # the first planted candle
+    alarm_at = oldest + timedelta(hours=100)
+    with session_scope(engine) as session:
+        session.add(ModelEvent(event="drift", asset=BTC, target=T1, from_version_id=None,
+                               to_version_id=champion.id, actor="drift", reason="test",
+                               stats={"candle_time": alarm_at.isoformat()}))
+    decision = next(d for d in evaluate_promotions(engine, settings, now) if d["target"] == T1)
+    assert decision["n_shared"] == 300  # only the candles from the alarm's block on
+    assert decision["stats"]["epoch"] == 1 and decision["stats"]["since"] == alarm_at.isoformat()
+    assert decision["stats"]["look_alpha"] == pytest.approx(epoch_alpha(1, 0.05) / 2)
+    stats = decision["stats"]
+    assert decision["decision"] == ("qualified" if stats["p_value"] < stats["look_alpha"]
+                                    else "kept")

@@ -23,10 +23,17 @@ was underestimated: on simulated overlapping-outcome nulls (a moving sum of ``H`
 ``E[d] >= -margin`` vs H1 ``E[d] < -margin``, statistic ``(mean(d) + margin) / se``, with the
 fixed-b corrections of :mod:`signalcast.stats.diebold_mariano`.
 
+Epochs: a drift alarm on the champion (:mod:`signalcast.pipeline.drift`) says its law changed;
+the evidence before it is about the old regime and would dilute the new one for months (the
+looks double, so a record's next look is as far away as the record is old). So each alarm opens
+a new comparison epoch: the record restarts at the end of the alarm's block, and epoch ``j``
+(0: before any alarm) has ``promote_significance * 6 / (pi^2 (j + 1)^2)`` to spend over its
+looks; the levels of all epochs and looks sum to at most ``promote_significance``.
+
 Repeated looks (:mod:`signalcast.stats.sequential`): the round runs daily on a growing record,
 so the test is made at fixed information points (look ``k`` uses the oldest ``n_first *
 2^(k-1)`` shared outcomes, ``n_first = max(promote_min_outcomes, 8 * horizon)``) and look ``k``
-spends ``promote_significance / 2^k``: the chance of ever promoting a no-better challenger
+spends the epoch's level ``/ 2^k``: the chance of ever promoting a no-better challenger
 stays at most ``promote_significance`` however often the round runs. Acting on the verdict
 (promote, record, notify) is :mod:`signalcast.lifecycle.promote`.
 """
@@ -44,12 +51,13 @@ from sqlmodel import Session, select
 
 from signalcast.config import Settings
 from signalcast.config.routing import RoutePolicy
+from signalcast.core.timeframes import utc
 from signalcast.core.versions import VersionRef, label
-from signalcast.db.tables import ModelVersion, Outcome, Prediction
+from signalcast.db.tables import ModelEvent, ModelVersion, Outcome, Prediction
 from signalcast.routing.overrides import apply_override, overrides_for
 from signalcast.routing.router import lineage, make_lineup, version_rows
 from signalcast.stats.diebold_mariano import diebold_mariano
-from signalcast.stats.sequential import look_at
+from signalcast.stats.sequential import epoch_alpha, look_at
 from signalcast.stats.skill import onehot3
 
 log = logging.getLogger(__name__)
@@ -78,11 +86,13 @@ class Comparison:
 
 
 def shared_outcomes(session: Session, champion_id: int, challenger_ids: list[int] | int,
-                    now: datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    now: datetime, since: datetime | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(champion probabilities (n, 3), challenger probabilities (n, 3), one-hot outcomes (n, 3))
     of [up first, down first, neither] on candles the champion and the challenger's lineage
     (``challenger_ids``; the newest version of it where several predicted) both predicted,
-    whose outcome resolved by ``now`` (expired included), in candle order."""
+    whose outcome resolved by ``now`` (expired included), from candle ``since`` on (None: all),
+    in candle order."""
     ids = [challenger_ids] if isinstance(challenger_ids, int) else list(challenger_ids)
     champ, chal = aliased(Prediction), aliased(Prediction)
     rows = session.exec(
@@ -93,7 +103,8 @@ def shared_outcomes(session: Session, champion_id: int, challenger_ids: list[int
         .join(Outcome, (Outcome.asset == champ.asset) & (Outcome.target == champ.target)
               & (Outcome.candle_time == champ.candle_time))
         .where(champ.model_version_id == champion_id, chal.model_version_id.in_(ids),
-               Outcome.resolved_at <= now)
+               Outcome.resolved_at <= now,
+               *([] if since is None else [champ.candle_time >= since]))
         .order_by(champ.candle_time, chal.model_version_id)).all()
     by_candle = {row[0]: row[2:] for row in rows}  # the newest version wins a shared candle
     ordered = list(by_candle.values())
@@ -133,6 +144,19 @@ def compare(p_champion: np.ndarray, p_challenger: np.ndarray, y: np.ndarray, *, 
     }
 
 
+def comparison_epoch(session: Session, asset: str, target: str,
+                     champion_id: int) -> tuple[int, datetime | None]:
+    """(drift alarms raised on the champion, the end of the newest alarm's block): the
+    comparison's epoch and the candle it starts from (None: the champion's whole record)."""
+    rows = session.exec(select(ModelEvent.stats).where(
+        ModelEvent.asset == asset, ModelEvent.target == target, ModelEvent.event == "drift",
+        ModelEvent.to_version_id == champion_id).order_by(ModelEvent.id)).all()
+    starts = [r.get("candle_time") for r in rows if isinstance(r, dict)]
+    if not starts or starts[-1] is None:
+        return len(rows), None
+    return len(rows), utc(datetime.fromisoformat(starts[-1]))
+
+
 def effective_horizon(policy: RoutePolicy, horizon: int) -> int:
     """The horizon the first look's floor of ``8 * horizon`` outcomes counts in
     (:func:`signalcast.stats.sequential.first_look`); 1 (no floor) where an operator set
@@ -165,20 +189,23 @@ def compare_target(session: Session, settings: Settings, asset: str, target: str
     if lineup.champion is None:
         return []
     every = all_versions(session, asset, target)
+    epoch, since = comparison_epoch(session, asset, target, lineup.champion.id)
+    level = epoch_alpha(epoch, policy.promote_significance)
     out = []
     for challenger in lineup.versions()[1:]:
         ids = lineage(lineup.champion, challenger, every)
-        p_champ, p_chal, y = shared_outcomes(session, lineup.champion.id, ids, now)
+        p_champ, p_chal, y = shared_outcomes(session, lineup.champion.id, ids, now, since)
         item = Comparison(asset, target, label(lineup.champion), label(challenger),
                           lineup.champion.id, challenger.id, len(y))
-        look = look_at(len(y), policy.promote_min_outcomes, policy.promote_significance,
+        look = look_at(len(y), policy.promote_min_outcomes, level,
                        horizon=effective_horizon(policy, cfg.horizon))
         if look is not None:
             n = look.n
             item.stats = compare(p_champ[:n], p_chal[:n], y[:n],
                                  lags=LAGS_PER_HORIZON * cfg.horizon,
                                  margin=policy.promote_margin)
-            item.stats.update(look=look.index, look_alpha=look.alpha,
+            item.stats.update(look=look.index, look_alpha=look.alpha, epoch=epoch,
+                              since=None if since is None else since.isoformat(),
                               significance=policy.promote_significance,
                               lineage=[label(v) for v in every if v.id in ids])
             better = (item.stats["p_value"] < look.alpha

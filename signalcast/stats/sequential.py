@@ -59,6 +59,18 @@ def spent_alpha(k: int, alpha: float) -> float:
     return alpha / 2.0 ** k
 
 
+def epoch_alpha(epoch: int, alpha: float) -> float:
+    """The level of comparison epoch ``epoch`` (0: before any drift alarm), to be spent over its
+    looks: ``alpha * 6 / (pi^2 (epoch + 1)^2)``; summed over epochs, at most ``alpha``.
+
+    >>> round(epoch_alpha(0, 0.05), 4), round(epoch_alpha(1, 0.05), 4)
+    (0.0304, 0.0076)
+    """
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    return alpha * 6.0 / (math.pi ** 2 * (epoch + 1) ** 2)
+
+
 def first_look(n_min: int, horizon: int = 1) -> int:
     """Outcomes the first look needs: ``max(n_min, MIN_HORIZONS * horizon)``.
 
