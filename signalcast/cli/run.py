@@ -43,6 +43,7 @@ def replay(
     config: ConfigOpt = None,
 ) -> None:
     """Replay the tick loop over stored history (e.g. a loaded CSV) on a simulated clock."""
+    from signalcast.config import Settings
     from signalcast.core.timeframes import timeframe_to_timedelta
     from signalcast.db.engine import init_db
     from signalcast.tasks.runner import task_runtime
