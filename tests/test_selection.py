@@ -5,10 +5,17 @@ import pandas as pd
 import pytest
 
 from signalcast.evaluation.folds import WalkForwardConfig
-from signalcast.evaluation.selection import OutcomeSet, evaluate_candidates, skill_gate
+from signalcast.evaluation.selection import (
+    CandidateReport,
+    OutcomeSet,
+    evaluate_candidates,
+    select_champion,
+    skill_gate,
+)
 from signalcast.features.labels import DOWN, EXPIRED, UP
 from signalcast.models import registry
 from signalcast.models.base import SignalModel
+from signalcast.stats.skill import AucNull, SkillTest
 
 
 class _Column(SignalModel):
@@ -60,3 +67,26 @@ def test_selection_picks_planted_family_and_gate(planted):
     assert not ok and "not shown" in reason
     assert by["noise"].auc_null.p_value > 0.01
     assert by["good"].auc_cal == pytest.approx(by["good"].auc_raw, abs=0.005)
+
+
+def _report(family: str, skill: float, lower: float, three_lower: float) -> CandidateReport:
+    def test(s: float, lo: float) -> SkillTest:
+        return SkillTest(skill=s, lower=lo, p_value=0.01 if lo > 0 else 0.3, n=5000, block=72,
+                         method="block bootstrap")
+
+    return CandidateReport(
+        family=family, n_direction=5000, n_all=5000, auc_raw=0.6, auc_cal=0.6,
+        brier_raw=0.23, brier_cal=0.23, brier_ref=0.25, skill=test(skill, lower),
+        skill_raw=skill, auc_null=AucNull(0.6, 0.5, 0.03, 0.01, 200),
+        three={"test": test(skill, three_lower)}, calibration_kinds=["identity"], seconds=1.0)
+
+
+def test_the_champion_is_the_candidate_whose_skill_is_surest_not_the_luckiest():
+    lucky = _report("random_forest", skill=0.072, lower=0.005, three_lower=-0.09)  # gate held
+    steady = _report("hmm", skill=0.066, lower=0.045, three_lower=0.04)
+    wide = _report("lightgbm", skill=0.080, lower=0.001, three_lower=0.002)
+    assert not skill_gate(lucky)[0] and skill_gate(steady)[0] and skill_gate(wide)[0]
+    assert select_champion([lucky, steady, wide]) == "hmm"  # open gate, then surest skill
+    assert select_champion([lucky, wide]) == "lightgbm"  # the only open gate wins
+    held = _report("xgboost", skill=0.01, lower=-0.02, three_lower=-0.03)
+    assert select_champion([held, lucky]) == "random_forest"  # none open: the higher bound

@@ -27,15 +27,18 @@ def auto_settings(tmp_path, sqlite_url):
 
 
 @pytest.mark.slow
-def test_auto_serves_the_candidate_with_the_best_walk_forward_skill(tmp_path, sqlite_url):
+def test_auto_serves_the_candidate_whose_walk_forward_skill_is_surest(tmp_path, sqlite_url):
     settings = auto_settings(tmp_path, sqlite_url)
     engine = init_db(sqlite_url)
     now = seed_history(engine, settings)
     row = train_model(engine, settings, "BTC/USDT", "1pct_24", "auto", now=now)
     m = row.metrics
-    scores = {c["family"]: c["brier_skill"] for c in m["selection"]["candidates"]}
+    # an open skill gate first, then the higher lower bound of the skill, then the skill
+    scores = {c["family"]: (c["gate_open"], c["skill_lower"], c["brier_skill"])
+              for c in m["selection"]["candidates"]}
     assert set(scores) == set(CANDIDATES) and m["selection"]["mode"] == "auto"
     assert row.family == max(scores, key=scores.get) and row.role == "champion"
+    assert m["gate_open"] == scores[row.family][0]
     assert m["purge"] == 24 and m["evaluation"] == "walk-forward"
     for figure, benchmark in (("brier", "brier_ref"), ("auc", "auc_null_mean"),
                               ("hit_rate", "majority_rate"), ("brier3", "brier3_ref")):

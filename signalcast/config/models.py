@@ -15,8 +15,9 @@ AUTO = "auto"
 
 class ModelsConfig(Section):
     """``champion: auto`` (default): each training of an (asset, target) evaluates every family
-    of ``candidates`` walk-forward on the same purged folds and the one with the highest Brier
-    skill against the causal base rate serves; a family name fixes it instead. ``candidates``
+    of ``candidates`` walk-forward on the same purged folds and the one whose Brier skill
+    against the causal base rate is surest serves (skill gate open first, then the skill's
+    lower bound); a family name fixes it instead. ``candidates``
     empty: the built-in single families. ``alert_without_skill``: target keys (or ``"*"``) whose
     signal alerts go out even while their champion's skill is not shown (an admin override;
     predictions are recorded either way)."""
@@ -34,10 +35,19 @@ class TrainingConfig(Section):
     first fold warms up the forward calibration and is not scored), its calibration is fitted on
     their pooled out-of-fold predictions, and the skill test uses ``bootstrap`` block-bootstrap
     replicates (blocks of one horizon). ``calibration_fraction`` is the share of each fold's
-    training window its calibration rows take."""
+    training window its calibration rows take.
+
+    A retrain queued by a drift alarm (``drift_window``, on by default) reads only the recent
+    candles: from one block (``horizon`` candles) before the change point the alarm's CUSUM
+    implies (the start of its last rise) to now, plus the features' lookback, so the challenger
+    it makes has learned the new regime rather than a year of the old one; never fewer than
+    ``drift_min_rows`` usable rows (unset: ``min_rows``) and never more than
+    ``history_candles``. The scheduled retrain always reads ``history_candles``."""
 
     history_candles: int = Field(default=8760, ge=100)
     min_rows: int = Field(default=500, ge=50)
+    drift_window: bool = True
+    drift_min_rows: int | None = Field(default=None, ge=50)
     calibration_fraction: float = Field(default=0.2, gt=0, lt=0.5)
     folds: int = Field(default=6, ge=3, le=20)
     bootstrap: int = Field(default=1000, ge=100, le=20000)

@@ -125,7 +125,8 @@ def metrics(evidence: Evidence, served: ServedModel, data: OutcomeSet) -> dict[s
         "skill3": _r(t.skill if t else None), "skill3_lower": _r(t.lower if t else None),
         "gate_open": bool(gate_open), "gate_reason": gate_reason,
         "selection": {"mode": evidence.mode, "chosen": evidence.family,
-                      "by": "direction Brier skill vs causal base rate (walk-forward)",
+                      "by": "skill gate open, then the lower bound of the direction Brier "
+                            "skill vs causal base rate (walk-forward), then the skill",
                       "candidates": [_candidate(x) for x in sel.candidates]},
         "calibration": {"direction": served.calibrator.to_dict(),
                         "touch": (None if served.touch_calibrator is None
@@ -140,4 +141,5 @@ def _candidate(c: CandidateReport) -> dict[str, Any]:
     return {"family": c.family, "brier_skill": _r(c.skill.skill),
             "skill_lower": _r(c.skill.lower), "auc": _r(c.auc_cal, 3),
             "auc_raw": _r(c.auc_raw, 3), "skill3": _r(t.skill if t else None),
+            "skill3_lower": _r(t.lower if t else None), "gate_open": skill_gate(c)[0],
             "seconds": round(c.seconds, 1)}

@@ -2,7 +2,7 @@
 -> fit -> calibrate -> a new model version with its artifact, metrics and provenance.
 
 Honest by construction (:mod:`signalcast.lifecycle.evidence`): the family (``auto``: every
-candidate family, and the one with the best Brier skill against the causal base rate is kept)
+candidate family, and the one whose Brier skill against the causal base rate is surest is kept)
 is evaluated on purged, embargoed walk-forward folds (purge = the target's horizon); its
 calibrators are fitted on the pooled out-of-fold predictions; the stored metrics are those
 held-out figures beside their benchmarks, with the skill gate that lets its alerts out. The
