@@ -26,7 +26,6 @@ PNG drawn on matplotlib's Agg canvas (no pyplot), so the weekly summary can send
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -312,39 +311,11 @@ def served_report(engine: Engine, settings: Settings, *, assets: list[str] | Non
 def reliability_png(section: dict[str, Any], title: str, *, dpi: int = 90) -> bytes | None:
     """The reliability diagram of one section (a series or the pooled one): P(up first) and
     P(down first) against their observed frequency, marker area by count, with the counts per
-    bin below; None when the section has no resolved outcome."""
+    bin below (:func:`signalcast.notifier.charts.reliability_chart`, which the weekly summary
+    sends too); None when the section has no resolved outcome."""
     scores = section.get("scores")
     if not scores:
         return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from signalcast.notifier.charts import reliability_chart
 
-    fig = Figure(figsize=(8, 5.5), dpi=dpi, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax, counts = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
-    ax.fill_between([0, 1], [-TOLERANCE, 1 - TOLERANCE], [TOLERANCE, 1 + TOLERANCE],
-                    color="grey", alpha=0.12, linewidth=0, label=f"within {TOLERANCE}")
-    width = 1.0 / max(1, len(scores["reliability_up"]))
-    for key, color, name, shift in (("reliability_up", "#1a9850", "P(up first)", -0.25),
-                                    ("reliability_down", "#d73027", "P(down first)", 0.25)):
-        bins = [b for b in scores[key] if b["n"]]
-        n = np.array([b["n"] for b in bins], float)
-        ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], color=color,
-                linewidth=1)
-        ax.scatter([b["predicted"] for b in bins], [b["observed"] for b in bins], color=color,
-                   s=15 + 150 * n / max(1.0, n.max()), label=name, zorder=3)
-        centres = np.array([(b["lo"] + b["hi"]) / 2 for b in scores[key]])
-        counts.bar(centres + shift * width, [b["n"] for b in scores[key]], width=width / 2,
-                   color=color)
-    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed frequency",
-           title=f"{title}: served reliability (n={scores['n']}, Brier skill "
-                 f"{scores['skill_up']:+.3f}, low {scores['skill_up_lower']:+.3f})")
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.grid(alpha=0.25)
-    counts.set(xlabel="served probability", ylabel="predictions")
-    counts.grid(alpha=0.25)
-    out = io.BytesIO()
-    fig.savefig(out, format="png")
-    return out.getvalue()
+    return reliability_chart(scores, title, tolerance=TOLERANCE, dpi=dpi)
