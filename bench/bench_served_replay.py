@@ -1,8 +1,10 @@
 """What users receive: train on the first 75% of a synthetic history, replay the rest through the
 real tick path, then judge what was served with ``signalcast report``'s data.
 
-An embedded deployment (SQLite file, in-process Celery worker, the tick chain of ``signalcast
-replay``: ingest -> predict | resolve, one drain) on the packaged synthetic market (seed 7) with
+An embedded deployment (SQLite file; the ticks of ``signalcast replay``: ingest -> predict |
+resolve, one drain, run in this process as ``ops/replay.py`` runs them, or with
+``--through-workers`` through an in-process Celery worker) on the packaged synthetic market
+(seed 7) with
 the packaged targets (1%, 2%, 5% within 72 hourly candles) and ``models.champion: auto``
 (training's walk-forward selection and skill gate). ``--assets`` assets, champions trained once
 at the replay's start on the ``3 x ticks`` candles before it, then ``--ticks`` hourly ticks.
@@ -41,6 +43,7 @@ from signalcast.config import Settings, load_settings  # noqa: E402
 from signalcast.db.engine import init_db, session_scope  # noqa: E402
 from signalcast.db.tables import ModelVersion, Outcome, Prediction  # noqa: E402
 from signalcast.lifecycle.train import train_model  # noqa: E402
+from signalcast.ops.replay import ReplayRunner  # noqa: E402
 from signalcast.ops.report import QUEUED, UNDELIVERED, served_report  # noqa: E402
 from signalcast.pipeline.ingest import ingest_asset  # noqa: E402
 from signalcast.scheduler.jobs import candle_close_tick  # noqa: E402
@@ -171,6 +174,18 @@ def print_intervals(report: dict) -> None:
                   f"{a.get('gap_hi', float('nan')):+.2f}]")
 
 
+def replay_ticks(args, stored: Settings, t0, horizon: int, tick, started: float) -> int:
+    """``args.ticks`` ticks from ``t0``, then the horizon's ticks that resolve what the last
+    ones left pending; returns the failures counted."""
+    failures = 0
+    for i in range(args.ticks + horizon + 1):
+        failures += tick(t0 + timedelta(hours=i, seconds=stored.schedule.predict_delay_seconds))
+        if (i + 1) % max(1, args.ticks // 10) == 0 and i < args.ticks:
+            print(f"  tick {i + 1}/{args.ticks}, {time.perf_counter() - started:.0f} s",
+                  flush=True)
+    return failures
+
+
 def run(args, settings: Settings, stored: Settings, engine, t0, horizon: int) -> dict:
     """Seed, train the champions at ``t0``, replay ``args.ticks`` ticks; returns timings."""
     end = t0 + timedelta(hours=args.ticks + horizon + 1)
@@ -190,17 +205,15 @@ def run(args, settings: Settings, stored: Settings, engine, t0, horizon: int) ->
     train_total = time.perf_counter() - started
     print(json.dumps({"train_s": train_s}), flush=True)
     started, failures = time.perf_counter(), 0
-    with task_runtime(stored):
-        for i in range(args.ticks):
-            now = t0 + timedelta(hours=i, seconds=stored.schedule.predict_delay_seconds)
-            failures += len(wait_tick(candle_close_tick(engine, stored, now, job="served")))
-            if (i + 1) % max(1, args.ticks // 10) == 0:
-                print(f"  tick {i + 1}/{args.ticks}, {time.perf_counter() - started:.0f} s",
-                      flush=True)
-        # resolve what the last horizon left pending: ticks past the end, predictions ignored
-        for i in range(args.ticks, args.ticks + horizon + 1):
-            now = t0 + timedelta(hours=i, seconds=stored.schedule.predict_delay_seconds)
-            failures += len(wait_tick(candle_close_tick(engine, stored, now, job="served")))
+    if args.through_workers:  # the Celery tick chain on an embedded worker
+        with task_runtime(stored):
+            def tick(now):
+                return len(wait_tick(candle_close_tick(engine, stored, now, job="served")))
+            failures = replay_ticks(args, stored, t0, horizon, tick, started)
+    else:  # signalcast replay's default: the same steps in this process (ops/replay.py)
+        runner = ReplayRunner(engine, stored, job="served")
+        failures = replay_ticks(args, stored, t0, horizon,
+                                lambda now: len(runner.tick(now).failures), started)
     replay_s = time.perf_counter() - started
     return {"train_s": round(train_total, 1), "train_s_per_target": train_s,
             "replay_s": round(replay_s, 1), "failures": failures}
@@ -213,6 +226,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--png", type=Path, help="write the reliability diagrams here")
     parser.add_argument("--reuse", type=Path, help="a finished run's directory: report only")
+    parser.add_argument("--through-workers", action="store_true",
+                        help="replay through an embedded Celery worker (slower, same results)")
     args = parser.parse_args()
 
     tmp = args.reuse or Path(tempfile.mkdtemp(prefix="signalcast-served-"))
