@@ -13,8 +13,8 @@ stored synthetic candles, replayed side by side from copies of the same trained 
 Per path: seconds per tick over the first and last 10% of its ticks, their ratio, the whole
 replay's time and a year of hourly ticks extrapolated from it.
 
-    python bench/bench_replay.py --assets 3 --ticks 8760 --worker-ticks 500 \
-        --shadows xgboost,river
+    python bench/bench_replay.py --assets 3 --ticks 3000 --worker-ticks 300 \
+        --shadows xgboost,river     # results: bench/bench_replay_results.txt
 
 ``--profile N`` instead runs N in-process ticks under cProfile and prints the top functions.
 Figures go to stdout and, with --json, to a file. Nothing is asserted: machines are noisy.
@@ -91,7 +91,7 @@ def replay(path: str, config_path: Path, db: Path, t0, ticks: int) -> dict:
             seconds.append(time.perf_counter() - start)
             if (i + 1) % tenth == 0:
                 print(f"  {path} tick {i + 1}: {statistics.mean(seconds[-tenth:]):.3f}"
-                      " s/tick over the last 10%", flush=True)
+                      f" s/tick over the last 10%, {sum(seconds):.0f} s so far", flush=True)
 
     if path == "workers":
         with task_runtime(settings):
