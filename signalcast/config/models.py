@@ -41,8 +41,10 @@ class TrainingConfig(Section):
     candles: from one block (``horizon`` candles) before the change point the alarm's CUSUM
     implies (the start of its last rise) to now, plus the features' lookback, so the challenger
     it makes has learned the new regime rather than a year of the old one; never fewer than
-    ``drift_min_rows`` usable rows (unset: ``min_rows``) and never more than
-    ``history_candles``. The scheduled retrain always reads ``history_candles``."""
+    ``drift_min_rows`` usable rows (unset: ``min_rows``), doubled while its rows are too few
+    for the walk-forward evidence, never more than ``history_candles``. The window is in the
+    version's ``train_start`` and ``metrics.window`` and in its ``drift_retrain`` model event.
+    The scheduled retrain always reads ``history_candles``."""
 
     history_candles: int = Field(default=8760, ge=100)
     min_rows: int = Field(default=500, ge=50)

@@ -13,8 +13,11 @@ from typing import Protocol
 
 
 class Enqueuer(Protocol):
-    def train(self, asset: str, target: str, family: str, now: datetime) -> str:
-        """Enqueue one training on the ``train`` queue; returns its (deterministic) task id."""
+    def train(self, asset: str, target: str, family: str, now: datetime, *,
+              history_candles: int | None = None) -> str:
+        """Enqueue one training on the ``train`` queue; returns its (deterministic) task id.
+        ``history_candles``: train on only that many of the newest candles (a drift retrain);
+        None: ``training.history_candles``. The window is part of the task id."""
         ...
 
     def drain_alerts(self) -> None:

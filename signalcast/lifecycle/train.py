@@ -24,13 +24,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from signalcast.config import Settings, TargetConfig
-from signalcast.config.models import AUTO
+from signalcast.config.models import AUTO, TrainingConfig
 from signalcast.core.errors import DataError
 from signalcast.core.timeframes import last_closed_open_time, utc
 from signalcast.db.candles import read_candles
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelVersion
-from signalcast.features import FEATURE_SET, feature_names
+from signalcast.features import FEATURE_SET, MAX_LOOKBACK, feature_names
 from signalcast.features.dataset import build_outcome_set
 from signalcast.features.labels import EXPIRED, UP
 from signalcast.lifecycle import admin as model_admin
@@ -62,15 +62,83 @@ def _lib_versions(family: str) -> dict[str, str]:
     return out
 
 
+def drift_window(training: TrainingConfig, horizon: int, candles_since_change: int) -> int | None:
+    """How many of the newest candles a drift retrain reads (None: the full
+    ``training.history_candles``, as the scheduled retrain).
+
+    ``candles_since_change``: candles from the start of the block where the alarm's CUSUM
+    began its last rise (the change point it implies, :func:`signalcast.pipeline.drift.
+    cusum_step`) to the newest closed candle. The window reaches one more block back (the
+    change may lie anywhere in the block before the first rising one) plus the features'
+    lookback (those rows only warm the features up); it holds at least ``drift_min_rows``
+    usable rows (unset: ``min_rows``: a training refuses fewer), counting the ``horizon``
+    newest candles whose labels are still pending. A window whose rows cannot make the
+    walk-forward evidence (:func:`evidence_ready`) is doubled (:func:`widened`) by the training.
+
+    >>> from signalcast.config.models import TrainingConfig
+    >>> drift_window(TrainingConfig(), 72, 2000)  # 2000 + 72 + 168
+    2240
+    >>> drift_window(TrainingConfig(), 72, 100)  # the floor: 500 rows + 168 + 72
+    740
+    >>> drift_window(TrainingConfig(), 72, 9000) is None  # not shorter than history_candles
+    True
+    >>> drift_window(TrainingConfig(drift_window=False), 72, 100) is None
+    True
+    """
+    if not training.drift_window:
+        return None
+    rows = training.min_rows if training.drift_min_rows is None else training.drift_min_rows
+    candles = max(candles_since_change + horizon, rows + horizon) + MAX_LOOKBACK
+    return None if candles >= training.history_candles else int(candles)
+
+
+def widened(training: TrainingConfig, window: int) -> int | None:
+    """The next window a drift retrain tries when ``window`` held too few rows for the
+    walk-forward evidence (:func:`evidence_ready`): twice as many candles, None (the full
+    history) once that reaches ``history_candles``. The bench widens the same way."""
+    wider = 2 * window
+    return None if wider >= training.history_candles else wider
+
+
+def evidence_ready(training: TrainingConfig, positions: np.ndarray, labels: np.ndarray,
+                   horizon: int) -> bool:
+    """Whether rows at ``positions`` with three-outcome ``labels`` make a training: at least
+    ``min_rows`` rows, 50 touching a level, and the walk-forward plan of
+    :func:`signalcast.lifecycle.evidence.gather` (the same fold settings) with more usable
+    folds than its one warm-up fold."""
+    from signalcast.evaluation.folds import WalkForwardConfig, plan_folds
+
+    touched = labels != EXPIRED
+    if len(labels) < training.min_rows or touched.sum() < 50:
+        return False
+    cfg = WalkForwardConfig(folds=training.folds,
+                            calibration_fraction=training.calibration_fraction,
+                            min_fit_rows=min(200, training.min_rows))
+    try:
+        return len(plan_folds(positions, labels, horizon, cfg).folds) > 1
+    except (DataError, ValueError):
+        return False
+
+
 def train_model(engine: Engine, settings: Settings, asset: str, target_key: str, family: str,
-                *, now: datetime, progress: Progress | None = None) -> ModelVersion:
+                *, now: datetime, progress: Progress | None = None,
+                history_candles: int | None = None, reason: str | None = None) -> ModelVersion:
     """Train and store a new version (or return the identical existing one). ``family`` is a
     family name or ``auto`` (select among ``models.candidates`` by walk-forward evidence).
+
+    ``history_candles``: read only that many of the newest candles (a drift retrain:
+    :func:`drift_window`) instead of ``training.history_candles``; the version's ``train_start``
+    shows the window, its ``metrics["window"]`` says why (``reason``: ``drift``), and a challenger
+    trained so is audited as a ``drift_retrain`` model event. It is stored like any retrain (a
+    challenger of the champion, judged by the promotion test).
 
     Reads in one short transaction, fits with no transaction open (a fit takes seconds and on
     SQLite a write transaction would block every other writer), and writes in another."""
     say = progress or (lambda _msg: None)
     asset_cfg, target = settings.asset(asset), settings.target(target_key)
+    limit = settings.training.history_candles
+    if history_candles is not None:
+        limit = min(int(history_candles), limit)
     names = evidence.candidate_families(settings) if family == AUTO else [family]
     for name in names:  # fail fast on an unknown family, before any work
         registry.family_class(name)
@@ -80,19 +148,28 @@ def train_model(engine: Engine, settings: Settings, asset: str, target_key: str,
                            "bootstrap": settings.training.bootstrap,
                            "calibration_fraction": settings.training.calibration_fraction}
 
-    say("loading candles")
     end = last_closed_open_time(now, asset_cfg.timeframe)
-    with session_scope(engine, readonly=True) as session:
-        candles = read_candles(session, asset_cfg.symbol, asset_cfg.timeframe, end=end,
-                               limit=settings.training.history_candles)
-        fingerprint = _fingerprint(candles, target, family, request)
-        existing = _find_existing(session, asset_cfg.symbol, target.key, family, fingerprint)
-    if existing is not None:
-        say(f"already trained as v{existing.version}")
-        return existing
-
-    say("computing features and labels")
-    data = build_outcome_set(candles, asset_cfg.timeframe, target.pct, target.horizon)
+    while True:  # one pass, unless a recent window is too short for the evidence
+        say(f"loading candles (the last {limit})" if history_candles else "loading candles")
+        with session_scope(engine, readonly=True) as session:
+            candles = read_candles(session, asset_cfg.symbol, asset_cfg.timeframe, end=end,
+                                   limit=limit)
+            fingerprint = _fingerprint(candles, target, family, request)
+            existing = _find_existing(session, asset_cfg.symbol, target.key, family,
+                                      fingerprint)
+        if existing is not None:
+            say(f"already trained as v{existing.version}")
+            return existing
+        say("computing features and labels")
+        data = build_outcome_set(candles, asset_cfg.timeframe, target.pct, target.horizon)
+        if (history_candles is None or limit >= settings.training.history_candles
+                or evidence_ready(settings.training, data.positions, data.labels,
+                                  target.horizon)):
+            break
+        wider = widened(settings.training, limit) or settings.training.history_candles
+        say(f"{len(data.labels)} rows in the last {limit} candles are too few for the "
+            f"walk-forward evidence; widening to {wider}")
+        limit = wider
     touched = data.labels != EXPIRED
     if len(data.labels) < settings.training.min_rows or touched.sum() < 50:
         raise DataError(
@@ -113,6 +190,9 @@ def train_model(engine: Engine, settings: Settings, asset: str, target_key: str,
     say(f"fitting {chosen} on {len(data.labels)} rows")
     served = evidence.fit_served(found, data, params, target.horizon)
     metrics = evidence.metrics(found, served, data)
+    if history_candles is not None:
+        metrics["window"] = {"candles": int(len(candles)), "requested": int(history_candles),
+                             "reason": reason or "requested"}
     blob = served.to_bytes()
 
     say("storing the new version")
@@ -136,6 +216,16 @@ def train_model(engine: Engine, settings: Settings, asset: str, target_key: str,
         session.flush()
         if row.role == "champion":  # audited and announced in the same transaction
             model_admin.champion_trained(session, settings, row)
+        elif reason == "drift" and "window" in metrics:
+            model_admin.record_model_event(
+                session, settings, "drift_retrain", row.asset, row.target, from_version=None,
+                to_version=row, actor="drift",
+                reason=(f"drift retrain on the last {len(candles)} candles (rows from "
+                        f"{row.train_start:%Y-%m-%d %H:%M} UTC; the full window is "
+                        f"{settings.training.history_candles}): a challenger, judged by the "
+                        "promotion test"),
+                stats={"window": metrics["window"], "train_start": row.train_start.isoformat(),
+                       "train_end": row.train_end.isoformat(), "n_rows": row.n_rows})
         _purge_old_artifacts(session, settings, row)
 
     row = store_version(

@@ -9,7 +9,11 @@ predictions on its candles (expired outcomes included); blocks with fewer than h
 candles predicted are skipped. An alarm writes a ``drift`` model event (audit row + ``model``
 alert) with the statistics, and the caller enqueues a retrain of the champion's family, which
 training stores as a challenger: it shadows the champion and is judged by the promotion test
-like any retrain (the same path), never served directly.
+like any retrain (the same path), never served directly. That retrain reads only the recent
+candles (``training.drift_window``): from one block before the change point the CUSUM implies
+(the first block of the rise that fired it; :func:`cusum_step`) to now, at least
+``training.drift_min_rows`` usable rows (:func:`signalcast.lifecycle.train.drift_window`); the
+alarm's stats carry ``change_point`` and ``retrain_candles`` and its reason says the window.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import select
 
 from signalcast.config import Settings
-from signalcast.core.timeframes import timeframe_to_timedelta
+from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta
 from signalcast.core.versions import label
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import DriftState, ModelVersion, Outcome, Prediction, utcnow
@@ -80,6 +84,7 @@ def check_drift(engine: Engine, settings: Settings, asset: str, target: str,
                                    Outcome.resolved_at <= now)
                             .order_by(Prediction.candle_time)).all()
         state = cusum.CusumState.from_dict(row.state.get("cusum"))
+        rise = row.state.get("rise_block")  # the first block of the CUSUM's current rise
         reference = dict(row.state.get("reference", {"loss": [], "error": []}))
         by_block: dict[int, list[tuple[float, float]]] = {}
         for candle_time, p_up, p_down, outcome in rows:
@@ -94,16 +99,19 @@ def check_drift(engine: Engine, settings: Settings, asset: str, target: str,
             error = float(np.mean([p[1] for p in pairs]))
             before = (state.mean, state.n, reference)
             row.blocks += 1
-            if cusum.update(state, loss, warmup=routing.drift_warmup_blocks,
-                            k=routing.drift_slack, h=routing.drift_threshold):
+            fired, rise, change = cusum_step(state, rise, block, loss, routing)
+            if fired:
                 row.alarms += 1
                 alarm = _alarm_stats(block, width, loss, error, before, routing)
+                alarm.update(_retrain_window(settings, asset_cfg.timeframe, cfg.horizon, now,
+                                             datetime.fromtimestamp(
+                                                 EPOCH.timestamp() + change * width, UTC)))
                 reference = {"loss": [], "error": []}
             else:
                 reference = {"loss": (reference["loss"] + [loss])[-500:],
                              "error": (reference["error"] + [error])[-500:]}
         row.last_block = newest_complete
-        row.state = {"cusum": state.to_dict(), "reference": reference}
+        row.state = {"cusum": state.to_dict(), "reference": reference, "rise_block": rise}
         row.updated_at = utcnow()
         session.add(row)
         if alarm is None:
@@ -114,12 +122,52 @@ def check_drift(engine: Engine, settings: Settings, asset: str, target: str,
             reason=(f"block CUSUM on three-outcome Brier per {cfg.horizon}-candle block: loss "
                     f"{alarm['loss_before']:.3f} -> {alarm['loss_recent']:.3f} after "
                     f"{alarm['n_blocks']} steady blocks (h={alarm['threshold']:g}, "
-                    f"k={alarm['slack']:g}; at {alarm['candle_time'][:16]} UTC)"),
+                    f"k={alarm['slack']:g}; at {alarm['candle_time'][:16]} UTC; rise from "
+                    f"{alarm['change_point'][:16]} UTC)" + _window_words(alarm, settings)),
             stats=alarm)
         log.warning("%s %s: drift in %s's loss at %s", asset, target, label(champion),
                     alarm["candle_time"])
         return {"target": target, "version": label(champion), "family": champion.family,
                 **alarm}
+
+
+def cusum_step(state: cusum.CusumState, rise: int | None, block: int, loss: float,
+               routing) -> tuple[bool, int | None, int | None]:
+    """One block through the champion's CUSUM (:func:`signalcast.stats.drift.update` with the
+    routing settings), tracking where its current rise began: (alarm, rise, change block).
+    ``rise`` is the first block of the current excursion above zero (None while the statistic
+    is at zero); on an alarm the change block is that rise's first block (the classical CUSUM
+    change-point estimate: the block after the statistic last stood at zero), or the alarm's
+    own block when it rose and fired at once. The bench runs the same function."""
+    fired = cusum.update(state, loss, warmup=routing.drift_warmup_blocks, k=routing.drift_slack,
+                         h=routing.drift_threshold)
+    if fired:
+        return True, None, block if rise is None else rise
+    if state.s <= 0.0:
+        return False, None, None
+    return False, block if rise is None else rise, None
+
+
+def _retrain_window(settings: Settings, timeframe: str, horizon: int, now: datetime,
+                    change_start: datetime) -> dict:
+    """The window of the retrain this alarm queues (:func:`signalcast.lifecycle.train.
+    drift_window`): candles from ``change_start`` to the newest closed candle at ``now``."""
+    from signalcast.lifecycle.train import drift_window
+
+    step = timeframe_to_timedelta(timeframe)
+    newest = last_closed_open_time(now, timeframe)
+    since = max(1, int((newest - change_start) / step) + 1)
+    return {"change_point": change_start.isoformat(), "candles_since_change": since,
+            "retrain_candles": drift_window(settings.training, horizon, since)}
+
+
+def _window_words(alarm: dict, settings: Settings) -> str:
+    if not settings.routing.drift_retrain:
+        return ""
+    if alarm["retrain_candles"] is None:
+        return f"; retrain queued on the full {settings.training.history_candles} candles"
+    return (f"; drift retrain queued on the last {alarm['retrain_candles']} candles (more if "
+            "too few for the evidence)")
 
 
 def _loss_and_error(p_up: float, p_down: float | None, outcome: int) -> tuple[float, float]:

@@ -29,12 +29,15 @@ three-outcome Brier loss per non-overlapping block of ``horizon`` candles (ADWIN
 of overlapping outcomes raised false alarms on a market whose law never changed), with an
 incremental state per champion. An alarm writes a ``drift`` model event (audit row + ``model``
 alert) and, with ``routing.drift_retrain``, enqueues a retrain of the champion's family through
-the :class:`~signalcast.core.ports.Enqueuer` it was handed, after the event is committed; the
-retrain enters as a challenger and is promoted only by the promotion test.
+the :class:`~signalcast.core.ports.Enqueuer` it was handed, after the event is committed, on the
+recent candles only (``training.drift_window``: since shortly before the change point the CUSUM
+implies, at least ``training.drift_min_rows`` rows; the window is in the task's arguments and
+id); the retrain enters as a challenger and is promoted only by the promotion test.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -122,7 +125,8 @@ def learn_from_outcomes(engine: Engine, settings: Settings, asset: str, now: dat
                 report.drifts.append(drift)
                 if settings.routing.drift_retrain:
                     report.retrains += _enqueue_retrain(asset_cfg.symbol, target.key,
-                                                        drift["family"], now, enqueuer)
+                                                        drift["family"], now, enqueuer,
+                                                        drift.get("retrain_candles"))
     return report
 
 
@@ -199,13 +203,22 @@ def _learn(engine: Engine, settings: Settings, asset: AssetConfig, target: Targe
 
 
 def _enqueue_retrain(asset: str, target: str, family: str, now: datetime,
-                     enqueuer: Enqueuer | None) -> list[str]:
+                     enqueuer: Enqueuer | None, window: int | None) -> list[str]:
+    """Enqueue the drift retrain on the alarm's recent ``window`` of candles (None: the full
+    history, as the scheduled retrain)."""
     if enqueuer is None:
         log.warning("drift retrain of %s %s %s not enqueued: no enqueuer here; the retrain "
                     "cadence will train it", asset, target, family)
         return []
     try:
-        return [enqueuer.train(asset, target, family, now)]
+        if window is None:
+            return [enqueuer.train(asset, target, family, now)]
+        if "history_candles" not in inspect.signature(enqueuer.train).parameters:
+            # an Enqueuer written before the window (the port's keyword has a default)
+            log.warning("drift retrain of %s %s %s enqueued on the full history: this "
+                        "enqueuer takes no window", asset, target, family)
+            return [enqueuer.train(asset, target, family, now)]
+        return [enqueuer.train(asset, target, family, now, history_candles=window)]
     except Exception as exc:  # the drift is recorded and alerted; the retrain cadence
         log.error("drift retrain of %s %s %s not enqueued: %s", asset, target, family, exc)
         return []               # will train it: say so rather than fail the resolve task

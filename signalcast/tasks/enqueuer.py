@@ -1,6 +1,7 @@
 """The Celery side of :mod:`signalcast.core.ports`: how use cases start work and ask who runs.
 
-Task ids are deterministic (``train:<asset>:<target>:<family>:<now>``), so the same request
+Task ids are deterministic (``train:<asset>:<target>:<family>:<now>``, ``...:last<N>`` for a
+drift retrain on the newest N candles), so the same request
 enqueued twice is the same task, and a retrain started by a command can be followed by its id.
 """
 
@@ -18,10 +19,17 @@ from signalcast.core.timeframes import utc
 from signalcast.tasks import tasks
 
 
-def train_signature(asset: str, target: str, family: str, now: datetime) -> Signature:
+def train_signature(asset: str, target: str, family: str, now: datetime,
+                    history_candles: int | None = None) -> Signature:
+    """One ``train`` task; with ``history_candles`` (a drift retrain's window) it is an extra
+    argument and the id ends ``:last<N>``, so the same window enqueued twice is one task and a
+    full-history training at the same time is another."""
     now = utc(now)
-    return tasks.train.si(asset, target, family, now.isoformat()).set(
-        task_id=f"train:{asset}:{target}:{family}:{now.isoformat()}")
+    task_id = f"train:{asset}:{target}:{family}:{now.isoformat()}"
+    if history_candles is None:
+        return tasks.train.si(asset, target, family, now.isoformat()).set(task_id=task_id)
+    return tasks.train.si(asset, target, family, now.isoformat(), int(history_candles)).set(
+        task_id=f"{task_id}:last{int(history_candles)}")
 
 
 def train_signatures(settings: Settings, now: datetime, *, assets: Iterable[str] | None = None,
@@ -56,8 +64,9 @@ class CeleryEnqueuer:
     def __init__(self, send: Callable[[Signature], Any] | None = None) -> None:
         self._send = send or (lambda signature: signature.apply_async())
 
-    def train(self, asset: str, target: str, family: str, now: datetime) -> str:
-        signature = train_signature(asset, target, family, now)
+    def train(self, asset: str, target: str, family: str, now: datetime, *,
+              history_candles: int | None = None) -> str:
+        signature = train_signature(asset, target, family, now, history_candles)
         self._send(signature)
         return signature.options["task_id"]
 

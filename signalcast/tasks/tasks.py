@@ -115,13 +115,20 @@ def resolve(self: Task, asset: str, now: str) -> dict:
 
 
 @app.task(name="signalcast.train", bind=True, **TRAIN)
-def train(self: Task, asset: str, target: str, family: str, now: str) -> dict:
+def train(self: Task, asset: str, target: str, family: str, now: str,
+          history_candles: int | None = None) -> dict:
+    """Train one (asset, target, family); ``history_candles`` (a drift retrain's recent window;
+    messages queued before it existed have none) reads only that many newest candles."""
     from signalcast.lifecycle.train import train_model
 
     args = {"asset": asset, "target": target, "family": family, "now": now}
+    if history_candles is not None:
+        args["history_candles"] = int(history_candles)
     with _recorded(self, "train", args) as run:
         version = train_model(_engine(), get_settings(), asset, target, family,
-                              now=_when(now), progress=run.progress)
+                              now=_when(now), progress=run.progress,
+                              history_candles=history_candles,
+                              reason=None if history_candles is None else "drift")
         run.result = {"asset": version.asset, "target": version.target,
                       "family": version.family, "version": version.version,
                       "model_version_id": version.id, "role": version.role,
