@@ -11,6 +11,17 @@ its outcomes resolve 72 candles later):
   its record is the union of its versions' predictions (signalcast.routing.router.lineage);
 * a drift alarm opens a new comparison epoch, as in production: the record restarts after
   the alarm's block, with the epoch's own level (signalcast.stats.sequential.epoch_alpha);
+* a drift alarm's retrain is trained on the recent window, as in production
+  (``--drift-retrain once``, default): the change point is production's
+  (signalcast.pipeline.drift.cusum_step: the first block of the CUSUM's rise), the window
+  production's (signalcast.lifecycle.train.drift_window, doubled by ``widened`` while
+  ``evidence_ready`` says its rows cannot make the walk-forward folds) with the bench's window
+  as ``training.history_candles``; that version predicts the next day, then the daily retrain
+  on the full window resumes (in production the next scheduled retrain replaces it within a
+  day, so one day is its longest life). ``--drift-retrain none`` is the figures before;
+  ``--drift-retrain sticky`` and ``--oracle-alarm`` are what-ifs that are not in the product
+  (every retrain after an alarm on the window since its change point; an ideal detector's
+  alarm at the first block wholly after the planted change);
 * every simulated day the **same promotion test** as production
   (signalcast.routing.promotion.compare + signalcast.stats.sequential.look_at: three-outcome
   Brier, Diebold-Mariano with Newey-West lags 3H, looks at fixed information points with alpha
@@ -42,6 +53,7 @@ quoting the figures. Results: bench/bench_lifecycle_results.txt.
     python bench/bench_lifecycle.py --seeds 20 --days 60 --change-day 10
     python bench/bench_lifecycle.py --seeds 20 --days 60 --change-day -1
     python bench/bench_lifecycle.py --seeds 20 --days 60 --change-day -1 --null exchangeable
+    python bench/bench_lifecycle.py --seeds 20 --days 60 --change-day 10 --window-days 365
 """
 
 from __future__ import annotations
@@ -53,10 +65,13 @@ import time
 import numpy as np
 import pandas as pd
 
+from signalcast.config.models import TrainingConfig
 from signalcast.config.routing import RoutingConfig
 from signalcast.data.synthetic import DEFAULT_SPEC, SyntheticMarket
-from signalcast.features import compute_features
+from signalcast.features import MAX_LOOKBACK, compute_features
 from signalcast.features.labels import DOWN, EXPIRED, UP, first_touch_labels
+from signalcast.lifecycle.train import drift_window, evidence_ready, widened
+from signalcast.pipeline.drift import cusum_step
 from signalcast.routing.promotion import LAGS_PER_HORIZON, compare, effective_horizon
 from signalcast.stats import drift as cusum
 from signalcast.stats.sequential import epoch_alpha, first_look, look_at
@@ -145,6 +160,24 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
         idx = np.arange(max(0, now - h - window), now - h)
         return idx[ok[idx] & (labels[idx] >= EXPIRED)]
 
+    # production's drift window (lifecycle.train.drift_window / widened / evidence_ready) with
+    # the bench's full window as training.history_candles, the other training defaults
+    training = TrainingConfig(history_candles=window + MAX_LOOKBACK + h)
+
+    def window_rows(candles: int, now: int) -> np.ndarray:  # the newest ``candles`` before now
+        idx = np.arange(max(0, now - candles + MAX_LOOKBACK), now - h)
+        return idx[ok[idx] & (labels[idx] >= EXPIRED)]
+
+    def drift_rows(now: int, change: int) -> tuple[np.ndarray, int | None]:
+        """The rows a drift retrain at ``now`` trains on (change point at candle ``change``)."""
+        candles = drift_window(training, h, now - change)
+        while candles is not None:
+            rows = window_rows(candles, now)
+            if evidence_ready(training, rows, labels[rows], h):
+                return rows, candles
+            candles = widened(training, candles)
+        return train_rows(now), None
+
     rows = train_rows(start)
     champion = fit(X[rows], labels[rows])
     frozen = None
@@ -155,11 +188,19 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
     p_champ = probs(champion, np.nan_to_num(X[live]))
     p_chal = np.zeros_like(p_champ)
     policy = routing.default
-    promoted, state, alarms, blocks = None, cusum.CusumState(), 0, []
+    promoted, state, alarms, blocks, rise = None, cusum.CusumState(), 0, [], None
     epoch, epoch_start = 0, 0  # drift alarms so far, first outcome of the epoch's record
+    change_seen = None  # candle of the change point the newest alarm implies (not yet used)
+    windows = []  # the drift retrains' windows (candles; None: the full window)
+    oracle_done = False
     for day in range(args.days):
         now = start + day * DAY
         rows = train_rows(now)
+        if frozen is None and change_seen is not None and args.drift_retrain != "none":
+            rows, candles = drift_rows(now, change_seen)
+            windows.append(candles)
+            if args.drift_retrain == "once" or candles is None:
+                change_seen = None  # the scheduled retrain on the full window resumes
         version = frozen if frozen is not None else fit(X[rows], labels[rows])
         span = slice(day * DAY, (day + 1) * DAY)
         p_chal[span] = probs(version, np.nan_to_num(X[live[span]]))
@@ -172,10 +213,14 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
             sl = slice(b * h, (b + 1) * h)
             loss = float(np.mean(np.sum((p_champ[sl] - onehot(labels[live[sl]])) ** 2, 1)))
             blocks.append(loss)
-            if cusum.update(state, loss, warmup=routing.drift_warmup_blocks,
-                            k=routing.drift_slack, h=routing.drift_threshold):
+            fired, rise, change = cusum_step(state, rise, b, loss, routing)
+            if (args.oracle_alarm and change_at is not None and not oracle_done
+                    and start + b * h >= change_at):  # the first block wholly after it
+                fired, change, oracle_done = True, b, True
+            if fired:
                 alarms += 1  # a new comparison epoch: the record restarts after this block
                 epoch, epoch_start = epoch + 1, (b + 1) * h
+                change_seen = start + change * h  # its drift retrain: the next version
         if promoted is not None:
             continue
         look = look_at(n - epoch_start, policy.promote_min_outcomes,
@@ -193,7 +238,13 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
                         "epoch": epoch,
                         "outcomes_since_change": since, "p_value": stats["p_value"],
                         "brier": (stats["brier_champion"], stats["brier_challenger"])}
-    return {"seed": seed, "promoted": promoted, "alarms": alarms, "blocks": len(blocks)}
+    first = start if change_at is None else change_at
+    after = live[(live + h <= live[-1]) & (live >= first)]
+    y_after = onehot(labels[after])
+    gap = (float(np.mean(np.sum((p_chal[after - start] - y_after) ** 2, 1)))
+           - float(np.mean(np.sum((p_champ[after - start] - y_after) ** 2, 1))))
+    return {"seed": seed, "promoted": promoted, "alarms": alarms, "blocks": len(blocks),
+            "windows": windows, "gap": gap}
 
 
 def main() -> None:
@@ -213,6 +264,18 @@ def main() -> None:
                              "window before the champion's (same expected skill: the test's "
                              "size under daily looks)")
     parser.add_argument("--horizon", type=int, default=72)
+    parser.add_argument("--drift-retrain", choices=["once", "none", "sticky"], default="once",
+                        help="once (production): the version after a drift alarm is trained on "
+                             "the recent window (training.drift_window), later daily retrains "
+                             "on the full window; none: every version on the full window (the "
+                             "figures before); sticky (a what-if, not in the product): every "
+                             "retrain after an alarm on the window since its change point, "
+                             "until that reaches the full window")
+    parser.add_argument("--oracle-alarm", action="store_true",
+                        help="a what-if: a drift alarm (new epoch, drift retrain) at the first "
+                             "block wholly after the planted change, as an ideal detector "
+                             "would raise once its outcomes resolved (the CUSUM's own alarms "
+                             "still count)")
     args = parser.parse_args()
     routing = RoutingConfig()
     began = time.perf_counter()
@@ -222,7 +285,8 @@ def main() -> None:
     change = (f"volatility x{args.vol_factor:g}" if args.change == "volatility" else "mirror")
     print(f"{args.seeds} seeds x {args.days} days, target {args.pct:g}/{args.horizon}, "
           f"challenger {'frozen twin' if args.null == 'exchangeable' else 'daily retrain'}, "
-          f"window {args.window_days} days, change "
+          f"window {args.window_days} days, drift retrain {args.drift_retrain}"
+          f"{' (oracle alarm at the change)' if args.oracle_alarm else ''}, change "
           f"{'none' if args.change_day < 0 else f'{change} on day {args.change_day}'}; "
           f"first look {first_look(routing.default.promote_min_outcomes, args.horizon)} "
           f"outcomes, level "
@@ -239,6 +303,17 @@ def main() -> None:
         since = np.array([r["promoted"]["outcomes_since_change"] for r in promoted])
         print(f"resolved outcomes since the change at promotion: median {np.median(since):.0f}, "
               f"range {since.min()}-{since.max()}")
+    gaps = np.array([r["gap"] for r in results])
+    print("challenger - champion Brier on the live outcomes"
+          + (" after the change" if args.change_day >= 0 else "")
+          + f" resolved in the run: median {np.median(gaps):+.4f}, challenger better in "
+          f"{int(np.sum(gaps < 0))}/{len(gaps)} seeds")
+    windows = [w for r in results for w in r["windows"]]
+    if windows:
+        recent = [w for w in windows if w is not None]
+        print(f"drift retrains: {len(windows)} versions, {len(recent)} on a recent window"
+              + (f" (candles: median {np.median(recent):.0f}, range {min(recent)}-{max(recent)})"
+                 if recent else ""))
     alarms = sum(r["alarms"] for r in results)
     print(f"drift alarms: {alarms} in {months:.1f} simulated months "
           f"({alarms / months:.2f} per month; {sum(r['blocks'] for r in results)} blocks)")
