@@ -22,6 +22,7 @@ from signalcast.lifecycle.train import drift_window, train_model
 from signalcast.pipeline.learn import learn_from_outcomes
 from signalcast.tasks import tasks
 from signalcast.tasks.enqueuer import CeleryEnqueuer
+from tests.conftest import SMALL_CONFIG
 from tests.test_online import add_outcomes
 from tests.test_routing import BTC, T1, make_env
 
@@ -38,7 +39,8 @@ def runtime_settings():
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_drift_alarm_retrains_a_challenger_on_the_recent_window(db_url, tmp_path,
                                                                   runtime_settings):
-    engine, settings, now = make_env(db_url, tmp_path, days=150)
+    engine, settings, now = make_env(db_url, tmp_path, days=150, training={
+        **SMALL_CONFIG["training"], "drift_window": True})  # off by default (the bench: no gain)
     runtime_settings(settings)  # the task reads the process's settings, as a worker does
     champion = train_model(engine, settings, BTC, T1, "lightgbm", now=now)
     assert champion.role == "champion"
@@ -106,7 +108,9 @@ def test_a_drift_alarm_retrains_a_challenger_on_the_recent_window(db_url, tmp_pa
 
 
 def test_the_drift_window_has_a_floor_and_a_ceiling():
-    training = TrainingConfig(history_candles=3000, min_rows=300, drift_min_rows=400)
+    assert not TrainingConfig().drift_window  # off by default
+    training = TrainingConfig(history_candles=3000, min_rows=300, drift_min_rows=400,
+                              drift_window=True)
     assert drift_window(training, HORIZON, 1000) == 1000 + HORIZON + MAX_LOOKBACK
     assert drift_window(training, HORIZON, 10) == 400 + HORIZON + MAX_LOOKBACK  # a floor
     assert drift_window(training.model_copy(update={"drift_min_rows": None}), HORIZON, 10) \

@@ -76,13 +76,14 @@ def drift_window(training: TrainingConfig, horizon: int, candles_since_change: i
     walk-forward evidence (:func:`evidence_ready`) is doubled (:func:`widened`) by the training.
 
     >>> from signalcast.config.models import TrainingConfig
-    >>> drift_window(TrainingConfig(), 72, 2000)  # 2000 + 72 + 168
+    >>> on = TrainingConfig(drift_window=True)
+    >>> drift_window(on, 72, 2000)  # 2000 + 72 + 168
     2240
-    >>> drift_window(TrainingConfig(), 72, 100)  # the floor: 500 rows + 168 + 72
+    >>> drift_window(on, 72, 100)  # the floor: 500 rows + 168 + 72
     740
-    >>> drift_window(TrainingConfig(), 72, 9000) is None  # not shorter than history_candles
+    >>> drift_window(on, 72, 9000) is None  # not shorter than history_candles
     True
-    >>> drift_window(TrainingConfig(drift_window=False), 72, 100) is None
+    >>> drift_window(TrainingConfig(), 72, 100) is None  # off by default: the full history
     True
     """
     if not training.drift_window:

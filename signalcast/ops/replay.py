@@ -61,8 +61,10 @@ def tick_deadline(candle_time: datetime, timeframe: str, published: datetime) ->
     return next_close if next_close > published else published + step
 
 
-def train_task_id(asset: str, target: str, family: str, now: datetime) -> str:
-    return f"train:{asset}:{target}:{family}:{utc(now).isoformat()}"
+def train_task_id(asset: str, target: str, family: str, now: datetime,
+                  history_candles: int | None = None) -> str:
+    task_id = f"train:{asset}:{target}:{family}:{utc(now).isoformat()}"
+    return task_id if history_candles is None else f"{task_id}:last{int(history_candles)}"
 
 
 @dataclass
@@ -85,9 +87,11 @@ class InlineEnqueuer:
         self._runner = runner
         self.pending: list[Callable[[], None]] = []
 
-    def train(self, asset: str, target: str, family: str, now: datetime) -> str:
-        task_id = train_task_id(asset, target, family, now)
-        self.pending.append(lambda: self._runner.train(asset, target, family, now))
+    def train(self, asset: str, target: str, family: str, now: datetime, *,
+              history_candles: int | None = None) -> str:
+        task_id = train_task_id(asset, target, family, now, history_candles)
+        self.pending.append(lambda: self._runner.train(asset, target, family, now,
+                                                       history_candles))
         return task_id
 
     def drain_alerts(self) -> None:
@@ -243,20 +247,26 @@ class ReplayRunner:
                                       enqueuer=self.enqueuer)
         return {"asset": asset, "outcomes": outcomes, "online": learned.to_dict()}
 
-    def train(self, asset: str, target: str, family: str, now: datetime) -> None:
-        """A training asked for by a step (a drift retrain), under its task's id, recorded
-        as it runs (``recorded_run``: its progress is visible meanwhile)."""
+    def train(self, asset: str, target: str, family: str, now: datetime,
+              history_candles: int | None = None) -> None:
+        """A training asked for by a step (a drift retrain, on its recent window), under its
+        task's id and arguments, recorded as it runs (``recorded_run``: its progress is visible
+        meanwhile)."""
         from signalcast.lifecycle.train import train_model
 
-        task_id = train_task_id(asset, target, family, now)
+        task_id = train_task_id(asset, target, family, now, history_candles)
         args = {"asset": asset, "target": target, "family": family, "now": utc(now).isoformat()}
+        if history_candles is not None:
+            args["history_candles"] = int(history_candles)
         self._flush_runs()  # the steps before it are recorded first, as a worker's would be
         try:
             with log_context(task_id=task_id, task="train", asset=asset, target=target,
                              family=family), \
                     recorded_run(self.engine, task_id, 0, "train", args, self.max_lost) as run:
                 version = train_model(self.engine, self.settings, asset, target, family,
-                                      now=utc(now), progress=run.progress)
+                                      now=utc(now), progress=run.progress,
+                                      history_candles=history_candles,
+                                      reason=None if history_candles is None else "drift")
                 run.result = {"asset": version.asset, "target": version.target,
                               "family": version.family, "version": version.version,
                               "model_version_id": version.id, "role": version.role,

@@ -9,8 +9,9 @@ predictions on its candles (expired outcomes included); blocks with fewer than h
 candles predicted are skipped. An alarm writes a ``drift`` model event (audit row + ``model``
 alert) with the statistics, and the caller enqueues a retrain of the champion's family, which
 training stores as a challenger: it shadows the champion and is judged by the promotion test
-like any retrain (the same path), never served directly. That retrain reads only the recent
-candles (``training.drift_window``): from one block before the change point the CUSUM implies
+like any retrain (the same path), never served directly. With ``training.drift_window`` (off by
+default: the lifecycle bench measured no gain) that retrain reads only the recent candles: from
+one block before the change point the CUSUM implies
 (the first block of the rise that fired it; :func:`cusum_step`) to now, at least
 ``training.drift_min_rows`` usable rows (:func:`signalcast.lifecycle.train.drift_window`); the
 alarm's stats carry ``change_point`` and ``retrain_candles`` and its reason says the window.

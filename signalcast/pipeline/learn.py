@@ -30,14 +30,14 @@ of overlapping outcomes raised false alarms on a market whose law never changed)
 incremental state per champion. An alarm writes a ``drift`` model event (audit row + ``model``
 alert) and, with ``routing.drift_retrain``, enqueues a retrain of the champion's family through
 the :class:`~signalcast.core.ports.Enqueuer` it was handed, after the event is committed, on the
-recent candles only (``training.drift_window``: since shortly before the change point the CUSUM
-implies, at least ``training.drift_min_rows`` rows; the window is in the task's arguments and
-id); the retrain enters as a challenger and is promoted only by the promotion test.
+full history or, with ``training.drift_window`` (off by default), on the recent candles only
+(since shortly before the change point the CUSUM implies, at least ``training.drift_min_rows``
+rows; the window is in the task's arguments and id); the retrain enters as a challenger and is
+promoted only by the promotion test.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -212,11 +212,6 @@ def _enqueue_retrain(asset: str, target: str, family: str, now: datetime,
         return []
     try:
         if window is None:
-            return [enqueuer.train(asset, target, family, now)]
-        if "history_candles" not in inspect.signature(enqueuer.train).parameters:
-            # an Enqueuer written before the window (the port's keyword has a default)
-            log.warning("drift retrain of %s %s %s enqueued on the full history: this "
-                        "enqueuer takes no window", asset, target, family)
             return [enqueuer.train(asset, target, family, now)]
         return [enqueuer.train(asset, target, family, now, history_candles=window)]
     except Exception as exc:  # the drift is recorded and alerted; the retrain cadence
