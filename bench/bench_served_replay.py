@@ -61,10 +61,11 @@ def config(assets: int) -> dict:
     return data
 
 
-def threshold_signals(engine, settings: Settings, until, *, held_only: bool) -> dict:
-    """Served predictions whose direction crossed its alert threshold (``held_only``: those the
-    skill gate held): stated vs realised as if each had been sent (resolved ones; expired =
-    miss), whoever receives alerts."""
+def threshold_signals(engine, settings: Settings, until, *, held_only: bool,
+                      threshold: float | None = None) -> dict:
+    """Served predictions whose direction crossed its alert threshold (``threshold``: this one
+    for every target instead; ``held_only``: those the skill gate held): stated vs realised as
+    if each had been sent (resolved ones; expired = miss), whoever receives alerts."""
     stated, hits = [], []
     with session_scope(engine, readonly=True) as session:
         for asset in settings.assets:
@@ -79,7 +80,7 @@ def threshold_signals(engine, settings: Settings, until, *, held_only: bool) -> 
                 for t, p_up, p_down in rows:
                     p_down = 1 - p_up if p_down is None else p_down
                     direction, p = ("UP", p_up) if p_up >= p_down else ("DOWN", p_down)
-                    if p < target.alert_threshold or t not in outcomes:
+                    if p < (threshold or target.alert_threshold) or t not in outcomes:
                         continue
                     stated.append(p)
                     hits.append(is_hit(outcome_result(direction, outcomes[t])))
@@ -268,6 +269,10 @@ def main() -> None:
         "alerts": report["pooled"]["alerts"],
         "held_signals": threshold_signals(engine, stored, until, held_only=True),
         "threshold_signals": threshold_signals(engine, stored, until, held_only=False),
+        # what alerts would have said at lower thresholds than the configured ones
+        "at_thresholds": {f"{thr:.2f}": threshold_signals(engine, stored, until,
+                                                          held_only=False, threshold=thr)
+                          for thr in (0.55, 0.60, 0.65, 0.70)},
         "series": [{"series": f"{s['asset']} {s['target']}", "alerts": s["alerts"],
                     **{k: (s["scores"] or {}).get(k) for k in (
                         "n", "brier_up", "base_brier_up", "skill_up", "skill_up_lower",
@@ -297,6 +302,12 @@ def main() -> None:
                   f"(pred/obs {' '.join(b)})")
     if args.png:
         write_pngs(report, args.png)
+    print("\nstated vs realised of every served prediction at or above a threshold "
+          "(as if each were an alert; expired = miss), pooled")
+    for thr, s in result["at_thresholds"].items():
+        print(f"  >= {thr}: " + ("none" if not s["resolved"] else
+              f"{s['resolved']} predictions, stated {s['stated']:.3f}, realised "
+              f"{s['realised']:.3f}, stated - realised {s['stated_minus_realised']:+.3f}"))
     print(json.dumps(result, indent=1, default=str))
     if args.json:
         args.json.write_text(json.dumps({"summary": result, "report": report}, indent=1,
