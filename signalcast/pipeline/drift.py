@@ -58,6 +58,13 @@ def check_drift(engine: Engine, settings: Settings, asset: str, target: str,
                                        ModelVersion.role == "champion")).first()
         if champion is None:
             return None
+        newest_complete = block_of(now, width) - 2  # its outcomes resolve one block later
+        # most ticks complete no block: one unlocked read of the state says so (the locked
+        # read below decides whenever a block may be due)
+        seen = session.exec(select(DriftState.last_block).where(
+            DriftState.model_version_id == champion.id)).first()
+        if seen is not None and newest_complete <= seen:
+            return None
         first = session.exec(select(Prediction.candle_time).where(
             Prediction.model_version_id == champion.id)
             .order_by(Prediction.candle_time).limit(1)).first()
@@ -69,7 +76,6 @@ def check_drift(engine: Engine, settings: Settings, asset: str, target: str,
             keys=["model_version_id"])
         row = session.exec(select(DriftState).where(DriftState.model_version_id == champion.id)
                            .with_for_update()).one()
-        newest_complete = block_of(now, width) - 2  # its outcomes resolve one block later
         if newest_complete <= row.last_block:
             return None
         start = EPOCH.timestamp() + (row.last_block + 1) * width

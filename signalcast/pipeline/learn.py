@@ -113,9 +113,11 @@ def learn_from_outcomes(engine: Engine, settings: Settings, asset: str, now: dat
     learned or enqueued again."""
     asset_cfg, now = settings.asset(asset), utc(now)
     report = OnlineReport(asset_cfg.symbol)
+    online = (_online_versions(engine, settings, asset_cfg.symbol)
+              if settings.routing.online_learning else {})
     for target in settings.targets:
         if settings.routing.online_learning:
-            for version_id in _online_versions(engine, settings, asset_cfg.symbol, target.key):
+            for version_id in online.get(target.key, []):
                 name, learned = _learn(engine, settings, asset_cfg, target, version_id, now)
                 if learned:
                     report.learned[f"{target.key} {name}"] = learned
@@ -130,20 +132,26 @@ def learn_from_outcomes(engine: Engine, settings: Settings, asset: str, now: dat
     return report
 
 
-def _online_versions(engine: Engine, settings: Settings, asset: str, target: str) -> list[int]:
-    """Ids of the routed versions of (asset, target) that learn online, plus the newest
-    version of the online baseline family."""
+def _online_versions(engine: Engine, settings: Settings, asset: str) -> dict[str, list[int]]:
+    """Per target of ``asset``: ids of its routed versions that learn online, plus the newest
+    version of the online baseline family (one read of the asset's versions and overrides)."""
     with session_scope(engine, readonly=True) as session:
-        versions = [v for v in version_rows(session, asset) if v.target == target]
-        policy = apply_override(settings.routing.policy(target),
-                                overrides_for(session, asset).get(target))
-        routed = make_lineup(settings, policy, versions).versions()
-        baseline = newest(versions, settings.routing.online_family)
-        ids = {v.id for v in [*routed, *([baseline] if baseline else [])]}
+        rows = version_rows(session, asset)
+        overrides = overrides_for(session, asset)
+        chosen: dict[str, set[int]] = {}
+        for target in settings.targets:
+            versions = [v for v in rows if v.target == target.key]
+            policy = apply_override(settings.routing.policy(target.key),
+                                    overrides.get(target.key))
+            routed = make_lineup(settings, policy, versions).versions()
+            baseline = newest(versions, settings.routing.online_family)
+            chosen[target.key] = {v.id for v in [*routed, *([baseline] if baseline else [])]}
+        ids = set().union(*chosen.values())
         params = dict(session.exec(select(ModelVersion.id, ModelVersion.params).where(
             ModelVersion.id.in_(ids))).all()) if ids else {}
-    families = {v.id: v.family for v in versions}
-    return [vid for vid in sorted(ids) if learns_online(families[vid], params[vid])]
+    families = {v.id: v.family for v in rows}
+    return {target: [vid for vid in sorted(vids) if learns_online(families[vid], params[vid])]
+            for target, vids in chosen.items()}
 
 
 def features_at(session: Session, asset: AssetConfig, times: Sequence[datetime]) -> np.ndarray:
