@@ -62,6 +62,14 @@ def _lib_versions(family: str) -> dict[str, str]:
     return out
 
 
+def train_result(version: ModelVersion) -> dict:
+    """What a training's run record keeps of the version it made (the train task and the
+    replay's inline training record the same)."""
+    return {"asset": version.asset, "target": version.target, "family": version.family,
+            "version": version.version, "model_version_id": version.id, "role": version.role,
+            "metrics": version.metrics}
+
+
 def drift_window(training: TrainingConfig, horizon: int, candles_since_change: int) -> int | None:
     """How many of the newest candles a drift retrain reads (None: the full
     ``training.history_candles``, as the scheduled retrain).

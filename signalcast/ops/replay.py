@@ -40,31 +40,12 @@ from sqlalchemy.engine import Engine
 
 from signalcast.config import Settings
 from signalcast.core.logs import log_context
-from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
+from signalcast.core.queues import tick_deadline, tick_key, train_task_id
+from signalcast.core.timeframes import last_closed_open_time, utc
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ScheduledEnqueue, TaskRun, utcnow
 from signalcast.db.upsert import dialect_insert, upsert
 from signalcast.ops.runs import recorded_run
-
-
-# The task ids and deadlines of scheduler/ticks.py (``tick_key``, ``tick_deadline``) and
-# tasks/enqueuer.py (``train_signature``): that layer talks to Celery, this one may not import
-# it. The equivalence test compares the ids both paths record.
-def tick_key(job: str, asset: str, candle_time: datetime) -> str:
-    return f"{job}:{asset}:{utc(candle_time).isoformat()}"
-
-
-def tick_deadline(candle_time: datetime, timeframe: str, published: datetime) -> datetime:
-    """The candle's next close, or one candle from publishing when that is already past."""
-    step = timeframe_to_timedelta(timeframe)
-    next_close = utc(candle_time) + 2 * step
-    return next_close if next_close > published else published + step
-
-
-def train_task_id(asset: str, target: str, family: str, now: datetime,
-                  history_candles: int | None = None) -> str:
-    task_id = f"train:{asset}:{target}:{family}:{utc(now).isoformat()}"
-    return task_id if history_candles is None else f"{task_id}:last{int(history_candles)}"
 
 
 @dataclass
@@ -252,7 +233,7 @@ class ReplayRunner:
         """A training asked for by a step (a drift retrain, on its recent window), under its
         task's id and arguments, recorded as it runs (``recorded_run``: its progress is visible
         meanwhile)."""
-        from signalcast.lifecycle.train import train_model
+        from signalcast.lifecycle.train import train_model, train_result
 
         task_id = train_task_id(asset, target, family, now, history_candles)
         args = {"asset": asset, "target": target, "family": family, "now": utc(now).isoformat()}
@@ -267,10 +248,7 @@ class ReplayRunner:
                                       now=utc(now), progress=run.progress,
                                       history_candles=history_candles,
                                       reason=None if history_candles is None else "drift")
-                run.result = {"asset": version.asset, "target": version.target,
-                              "family": version.family, "version": version.version,
-                              "model_version_id": version.id, "role": version.role,
-                              "metrics": version.metrics}
+                run.result = train_result(version)
         except Exception as exc:
             if self._report is not None:
                 self._report.failures.append(f"{task_id}: {exc!r}")

@@ -26,7 +26,7 @@ from celery.canvas import Signature
 from celery.result import AsyncResult
 
 from signalcast.config import Settings
-from signalcast.core.timeframes import timeframe_to_timedelta, utc
+from signalcast.core.queues import tick_deadline, tick_key
 from signalcast.db.tables import utcnow
 from signalcast.tasks import tasks
 
@@ -48,20 +48,6 @@ class TickPlan:
     deadline: datetime
     flow: Signature
     ids: list[str] = field(default_factory=list)
-
-
-def tick_deadline(candle_time: datetime, timeframe: str, published: datetime | None = None
-                  ) -> datetime:
-    """The candle's next close, or one candle from publishing when that is already past."""
-    step = timeframe_to_timedelta(timeframe)
-    published = utc(published or utcnow())
-    next_close = utc(candle_time) + 2 * step
-    return next_close if next_close > published else published + step
-
-
-def tick_key(job: str, asset: str, candle_time: datetime, redo: int = 0) -> str:
-    base = f"{job}:{asset}:{utc(candle_time).isoformat()}"
-    return f"{base}:r{redo}" if redo else base
 
 
 def asset_plan(job: str, asset: str, timeframe: str, now: datetime, candle_time: datetime,

@@ -15,6 +15,7 @@ from celery import Celery
 from celery.canvas import Signature
 
 from signalcast.config import Settings
+from signalcast.core.queues import train_task_id
 from signalcast.core.timeframes import utc
 from signalcast.tasks import tasks
 
@@ -25,11 +26,11 @@ def train_signature(asset: str, target: str, family: str, now: datetime,
     argument and the id ends ``:last<N>``, so the same window enqueued twice is one task and a
     full-history training at the same time is another."""
     now = utc(now)
-    task_id = f"train:{asset}:{target}:{family}:{now.isoformat()}"
+    task_id = train_task_id(asset, target, family, now, history_candles)
     if history_candles is None:
         return tasks.train.si(asset, target, family, now.isoformat()).set(task_id=task_id)
     return tasks.train.si(asset, target, family, now.isoformat(), int(history_candles)).set(
-        task_id=f"{task_id}:last{int(history_candles)}")
+        task_id=task_id)
 
 
 def train_signatures(settings: Settings, now: datetime, *, assets: Iterable[str] | None = None,

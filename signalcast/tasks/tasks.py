@@ -119,7 +119,7 @@ def train(self: Task, asset: str, target: str, family: str, now: str,
           history_candles: int | None = None) -> dict:
     """Train one (asset, target, family); ``history_candles`` (a drift retrain's recent window;
     messages queued before it existed have none) reads only that many newest candles."""
-    from signalcast.lifecycle.train import train_model
+    from signalcast.lifecycle.train import train_model, train_result
 
     args = {"asset": asset, "target": target, "family": family, "now": now}
     if history_candles is not None:
@@ -129,10 +129,7 @@ def train(self: Task, asset: str, target: str, family: str, now: str,
                               now=_when(now), progress=run.progress,
                               history_candles=history_candles,
                               reason=None if history_candles is None else "drift")
-        run.result = {"asset": version.asset, "target": version.target,
-                      "family": version.family, "version": version.version,
-                      "model_version_id": version.id, "role": version.role,
-                      "metrics": version.metrics}
+        run.result = train_result(version)
         return run.result
 
 
