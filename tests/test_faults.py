@@ -4,10 +4,13 @@ nothing is doubled by counting rows."""
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -189,6 +192,35 @@ def test_sigterm_lets_a_worker_finish_the_training_in_hand(tmp_path, sqlite_url,
     run = run_of(engine, result.id)
     assert run.status == "done" and run.attempts == 1
     assert count(engine, ModelVersion) == 1
+
+
+def test_results_of_a_broker_left_behind_stay_quiet_when_collected(
+        tmp_path, sqlite_url, redis_url, own_redis, monkeypatch):
+    """Pointing the app at another broker (tests, the demo) leaves results of the old one
+    behind. When the garbage collector destroys one, Celery unsubscribes its key through the
+    old backend; with that broker gone this meant reconnect attempts and log lines from inside
+    whatever the collector interrupted (a CI run failed so, in the middle of compiling a
+    module). The old backend is made inert when it is replaced."""
+    production(tmp_path, sqlite_url, own_redis.url)
+    # each subscribes to its result key (after the first unsubscribe finds the connection
+    # gone, the second one's reconnect reads the old broker)
+    results = [app.send_task("signalcast.no_such_task") for _ in range(2)]
+    old_consumer = app.backend.result_consumer
+    assert old_consumer.subscribed_to, "the old backend should have subscribed to the result"
+    own_redis.stop()
+    production(tmp_path, sqlite_url, redis_url)
+    unraisable, records = [], []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logging.getLogger("celery").addHandler(handler)
+    try:
+        del results
+        gc.collect()
+    finally:
+        logging.getLogger("celery").removeHandler(handler)
+    noisy = [r.getMessage() for r in records]
+    assert noisy == [] and unraisable == [], (noisy, [u.exc_value for u in unraisable])
 
 
 def test_a_tick_survives_redis_down_for_20_seconds(tmp_path, sqlite_url, own_redis):

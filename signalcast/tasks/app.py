@@ -20,6 +20,7 @@ thread inside the process (see :func:`embedded_worker`), so the demo needs no ex
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +33,8 @@ from signalcast.config import Settings
 from signalcast.core.errors import ConfigError
 from signalcast.core.logs import set_service_level
 from signalcast.core.queues import QUEUES
+
+log = logging.getLogger(__name__)
 
 # (soft, hard) time limits per task, seconds. Enforced by the prefork pool only. The visibility
 # timeout (config ``workers.visibility_timeout_seconds``) must stay above the longest of these
@@ -77,7 +80,7 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
     # A fresh result backend: it caches finished results by task id in memory, and tick task
     # ids are deterministic, so a cached result from an earlier configuration could answer for
     # a task that has not run yet under this one.
-    celery_app._local.__dict__.pop("backend", None)
+    _retire_backend(celery_app)
     workers = settings.workers
     check_visibility(workers.visibility_timeout_seconds)
     transport_options = {"visibility_timeout": workers.visibility_timeout_seconds,
@@ -127,7 +130,28 @@ def _forget_broker(celery_app: Celery) -> None:
     built and this thread's result backend; drop them so the new broker is really used."""
     celery_app.close()
     celery_app.amqp._producer_pool = None
-    celery_app._local.__dict__.pop("backend", None)
+    _retire_backend(celery_app)
+
+
+def _retire_backend(celery_app: Celery) -> None:
+    """Drop this thread's result backend, and make the old one inert.
+
+    Results created through it keep a reference; when the garbage collector destroys one
+    (``AsyncResult.__del__``) the Redis backend unsubscribes its key, and if the old broker is
+    gone that means reconnect attempts and log lines from inside whatever code the collector
+    interrupted (seen in CI: in the middle of a module being compiled, which CPython 3.11
+    then failed with "AST constructor recursion depth mismatch"). Closing its subscription and
+    forgetting what it was subscribed to turns those late unsubscribes into no-ops."""
+    backend = celery_app._local.__dict__.pop("backend", None)
+    consumer = getattr(backend, "result_consumer", None)
+    subscribed = getattr(consumer, "subscribed_to", None)
+    if consumer is None or subscribed is None:
+        return
+    subscribed.clear()
+    try:
+        consumer.stop()
+    except Exception:  # the old broker may be unreachable; closing is best effort
+        log.debug("closing the previous result backend's subscription failed", exc_info=True)
 
 
 @worker_process_init.connect
