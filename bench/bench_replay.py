@@ -16,6 +16,10 @@ replay's time and a year of hourly ticks extrapolated from it.
     python bench/bench_replay.py --assets 3 --ticks 3000 --worker-ticks 300 \
         --shadows xgboost,river     # results: bench/bench_replay_results.txt
 
+``--learn-every 1,24`` runs the in-process path once per value of
+``routing.learn_every_candles`` (online models learn at every tick, or in daily batches), each
+from its own copy of the trained database, side by side.
+
 ``--profile N`` instead runs N in-process ticks under cProfile and prints the top functions.
 Figures go to stdout and, with --json, to a file. Nothing is asserted: machines are noisy.
 """
@@ -51,7 +55,7 @@ from signalcast.tasks.runner import task_runtime, wait_tick  # noqa: E402
 HISTORY_DAYS = 400  # candles before the first tick (training reads up to 8,760 of them)
 
 
-def config(assets: int, shadows: list[str]) -> dict:
+def config(assets: int, shadows: list[str], learn_every: int | None = None) -> dict:
     data = {
         "assets": [{"symbol": f"R{i}/USDT"} for i in range(assets)],
         "targets": [{"pct": p, "horizon": 72, "alert_threshold": 0.99}
@@ -61,8 +65,9 @@ def config(assets: int, shadows: list[str]) -> dict:
         "data": {"source": "synthetic", "seed": 7},
         "alerts": {"console": False},
     }
-    if shadows:
-        data["routing"] = {"default": {"shadows": shadows}}
+    data["routing"] = {"default": {"shadows": shadows}} if shadows else {}
+    if learn_every is not None:
+        data["routing"]["learn_every_candles"] = learn_every
     return data
 
 
@@ -149,8 +154,11 @@ def main() -> None:
     parser.add_argument("--shadows", default="xgboost,river")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile N in-process ticks instead")
+    parser.add_argument("--learn-every", default="", metavar="N,M",
+                        help="in-process runs per routing.learn_every_candles value")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    learn_every = [int(n) for n in args.learn_every.split(",") if n]
     shadows = [s for s in args.shadows.split(",") if s]
 
     tmp = Path(tempfile.mkdtemp(prefix="signalcast-replay-"))
@@ -183,6 +191,20 @@ def main() -> None:
     result = {"assets": args.assets, "targets": 3, "shadows": shadows,
               "train_s": round(train_s, 1), "paths": {}}
     seconds: dict[str, list[float]] = {}
+    if learn_every:
+        for n in learn_every:
+            name = f"inprocess_learn_every_{n}"
+            path_config = tmp / f"{name}.yaml"
+            path_config.write_text(yaml.safe_dump(config(args.assets, shadows, n)))
+            db = tmp / f"{name}.db"
+            copy_db(trained, db)
+            result["paths"][name] = replay("inprocess", path_config, db, t0, args.ticks)
+            result["paths"][name].pop("seconds")
+            print(json.dumps({name: result["paths"][name]}), flush=True)
+        print(json.dumps(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return
     for path, ticks in (("inprocess", args.ticks), ("workers", args.worker_ticks)):
         if ticks:
             db = tmp / f"{path}.db"

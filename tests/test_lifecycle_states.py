@@ -30,7 +30,9 @@ def prediction_at(engine, version_id: int, candle) -> Prediction:
 def test_a_past_prediction_is_reproduced_exactly_from_the_state_that_made_it(db_url, tmp_path,
                                                                              monkeypatch):
     register_test_families(monkeypatch)
-    engine, settings, now = make_env(db_url, tmp_path, days=12)
+    # each call learns what resolved by then (no batching wait): two calls, two states
+    engine, settings, now = make_env(db_url, tmp_path, days=12,
+                                     routing={"learn_every_candles": 1})
     newest = last_closed_open_time(now, "1h")
     trained_until = newest - timedelta(hours=80)
     river = add_version(engine, "river", role="champion", train_end=trained_until)

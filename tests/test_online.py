@@ -21,6 +21,7 @@ from signalcast.db.tables import (
 )
 from signalcast.db.upsert import upsert
 from signalcast.features import FEATURE_SET, feature_names
+from signalcast.lifecycle.states import states
 from signalcast.models.artifact import load_version
 from signalcast.models.calibration import MonotoneCalibrator
 from signalcast.pipeline.learn import features_at, learn_from_outcomes
@@ -101,6 +102,40 @@ def test_online_models_learn_each_resolved_outcome_once_and_serve_the_update(db_
     old = load_version(before[blend.id], settings.artifact_keys)
     assert served.prob_up == pytest.approx(float(updated.predict(x)[0]), abs=1e-12)
     assert served.prob_up != pytest.approx(float(old.predict(x)[0]), abs=1e-9)
+
+
+def test_online_models_learn_in_batches_once_the_oldest_outcome_waited_a_day(db_url, tmp_path,
+                                                                            monkeypatch):
+    """Default routing.learn_every_candles (24): an hourly tick does not load, update and store
+    the model for each outcome; the outcomes wait until the oldest resolved 23 candles before
+    the tick, then all of them are learned as one new state, and the next tick learns none."""
+    register_test_families(monkeypatch)
+    engine, settings, now = make_env(db_url, tmp_path, days=12)
+    assert settings.routing.learn_every_candles == 24
+    newest = last_closed_open_time(now, "1h")
+    trained_until = newest - timedelta(hours=100)
+    river = add_version(engine, "river", role="champion", train_end=trained_until)
+    first_resolved = newest - timedelta(hours=40)
+    # one outcome resolves per hour from first_resolved on
+    add_outcomes(engine, [(trained_until + timedelta(hours=h), h % 2,
+                           first_resolved + timedelta(hours=h - 1)) for h in range(1, 41)])
+
+    def learned_at(hours_after_first: int) -> dict[str, int]:
+        tick = first_resolved + timedelta(hours=hours_after_first)
+        return learn_from_outcomes(engine, settings, BTC, tick).learned
+
+    assert [learned_at(h) for h in (0, 1, 12, 22)] == [{}, {}, {}, {}]
+    assert learned_at(23) == {f"{T1} river v1": 24}  # the oldest waited 23 candles: all 24
+    assert learned_at(24) == {}  # the 25th resolved now: it waits for its own day
+    assert learned_at(47) == {f"{T1} river v1": 16}  # the rest (40 in all)
+    with session_scope(engine, readonly=True) as session:
+        ledger = session.exec(select(OnlineLearned.candle_time).where(
+            OnlineLearned.model_version_id == river.id)).all()
+        kept = [(s.state, s.learned) for s in states(session, river.id)]
+        stored = version(engine, river.id)
+    assert len(ledger) == len(set(ledger)) == 40
+    assert kept == [(0, 0), (1, 24), (2, 40)]  # the trained artifact, then one state a batch
+    assert stored.metrics["online_learned"] == 40
 
 
 @pytest.mark.slow

@@ -87,8 +87,9 @@ def test_in_process_replay_stores_what_the_celery_replay_stores(tmp_path):
         "targets": [{"pct": 0.01, "horizon": 12, "alert_threshold": 0.52}],
         "models": {"champion": "lightgbm", "alert_without_skill": ["1pct_12"],
                    "params": {"lightgbm": {"n_estimators": 30}}},
-        # river shadows and learns every resolved outcome (online learning on both paths)
-        "routing": {"default": {"shadows": ["river"]}},
+        # river shadows and learns the resolved outcomes (online learning on both paths), in
+        # batches of 6 candles' wait so that several batches fall inside the 30 ticks
+        "routing": {"default": {"shadows": ["river"]}, "learn_every_candles": 6},
     })
     celery_db, inline_db = tmp_path / "celery.db", tmp_path / "inline.db"
     url = f"sqlite:///{celery_db}"

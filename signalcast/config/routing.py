@@ -84,7 +84,12 @@ class TargetRoute(RoutePolicy):
 class RoutingConfig(Section):
     """Champion/challenger routing, online learning and drift (see :class:`RoutePolicy`).
 
-    ``online_family`` models learn from every resolved outcome (``online_learning``). Drift: a
+    ``online_family`` models learn from every resolved outcome (``online_learning``), in
+    batches: a version learns its pending outcomes once the oldest of them resolved
+    ``learn_every_candles`` candles ago (24: about once a day on hourly candles; 1: at every
+    tick). Each batch is a new stored state (signed, kept), so batching is what keeps a tick
+    cheap: loading, updating, signing and writing a model once a day instead of every candle,
+    for outcomes that already arrive a horizon late. Drift: a
     self-starting CUSUM on the champion's three-outcome Brier loss per block of ``horizon``
     candles (blocks do not overlap, so their losses are near independent) after
     ``drift_warmup_blocks`` blocks, slack ``drift_slack`` and threshold ``drift_threshold``
@@ -100,6 +105,7 @@ class RoutingConfig(Section):
     online_family: str = "river"
     online_learning: bool = True
     max_learn_per_run: int = Field(default=5000, ge=1)
+    learn_every_candles: int = Field(default=24, ge=1, le=10_000)
     drift_detection: bool = True
     drift_threshold: float = Field(default=5.0, gt=0, le=50)
     drift_slack: float = Field(default=0.5, ge=0, le=5)

@@ -6,15 +6,18 @@ Learning: every routed version of each target that learns online (the ``routing.
 baseline, River, or an ensemble with a River member) learns each new UP/DOWN outcome with
 ``learn_one`` on that candle's features, recomputed from the stored candles with the same causal
 feature code as the hot path. Only outcomes of candles after the version's training data are
-learned, oldest first. Each batch learned is **appended as a new state** of the version
-(:mod:`signalcast.lifecycle.states`: ``model_states``, signed like any artifact; state 0, the
-trained artifact, is kept before the first update), never written over an earlier one; the
-version serves its newest state (workers cache models by version id *and* sha256, so they load
-it at their next prediction) and every prediction records the sha256 of the state that made it,
-so a past prediction is reproduced from exactly that state. Each (version, candle) learned is
-recorded in ``online_learned`` in the same transaction: an outcome is learned once, however
-often this runs. The version row is locked while it learns (Postgres ``FOR UPDATE``; SQLite
-serialises writers), so two workers cannot lose each other's updates or number two states alike.
+learned, oldest first, in batches: a version learns once the oldest outcome it has not learned
+resolved ``routing.learn_every_candles`` candles ago (default 24; a tick before that reads two
+small columns and returns, without loading or locking the model). Each batch learned is
+**appended as a new state** of the version (:mod:`signalcast.lifecycle.states`:
+``model_states``, signed like any artifact; state 0, the trained artifact, is kept before the
+first update), never written over an earlier one; the version serves its newest state (workers
+cache models by version id *and* sha256, so they load it at their next prediction) and every
+prediction records the sha256 of the state that made it, so a past prediction is reproduced from
+exactly that state. Each (version, candle) learned is recorded in ``online_learned`` in the same
+transaction: an outcome is learned once, however often this runs. The version row is locked
+while it learns (Postgres ``FOR UPDATE``; SQLite serialises writers), so two workers cannot lose
+each other's updates or number two states alike.
 
 Calibration: the direction calibrator fitted at training maps the *trained* model's outputs; a
 River version that learns online is served by its own probabilities from its first state on (the
@@ -46,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -166,19 +170,46 @@ def features_at(session: Session, asset: AssetConfig, times: Sequence[datetime])
     return features.reindex(pd.DatetimeIndex(list(times), name="time")).to_numpy()
 
 
+def _pending(asset: AssetConfig, target: TargetConfig, version_id: int, train_end: datetime,
+             now: datetime) -> Any:
+    """The condition of an outcome ``version_id`` has still to learn (resolved by ``now``)."""
+    learned = select(OnlineLearned.candle_time).where(
+        OnlineLearned.model_version_id == version_id)
+    return (Outcome.asset == asset.symbol, Outcome.target == target.key,
+            Outcome.label.in_((UP, DOWN)), Outcome.candle_time > train_end,
+            Outcome.resolved_at <= now, Outcome.candle_time.not_in(learned))
+
+
+def batch_due(session: Session, settings: Settings, asset: AssetConfig, target: TargetConfig,
+              version_id: int, now: datetime) -> tuple[str, bool]:
+    """(label, whether ``version_id`` learns now): it has an artifact and the oldest outcome it
+    has not learned resolved at least ``routing.learn_every_candles - 1`` candles before
+    ``now`` (1: any pending outcome). Unlocked, and reads no artifact bytes."""
+    family, number, train_end, stored = session.exec(
+        select(ModelVersion.family, ModelVersion.version, ModelVersion.train_end,
+               ModelVersion.artifact.is_not(None)).where(ModelVersion.id == version_id)).one()
+    name = f"{family} v{number}"
+    if not stored:
+        return name, False
+    oldest = session.exec(select(func.min(Outcome.resolved_at)).where(
+        *_pending(asset, target, version_id, train_end, now))).one()
+    wait = (settings.routing.learn_every_candles - 1) * timeframe_to_timedelta(asset.timeframe)
+    return name, oldest is not None and utc(oldest) <= now - wait
+
+
 def _learn(engine: Engine, settings: Settings, asset: AssetConfig, target: TargetConfig,
            version_id: int, now: datetime) -> tuple[str, int]:
+    with session_scope(engine, readonly=True) as session:
+        name, due = batch_due(session, settings, asset, target, version_id, now)
+    if not due:
+        return name, 0
     with session_scope(engine) as session:
         version = session.exec(select(ModelVersion).where(ModelVersion.id == version_id)
                                .with_for_update()).one()
-        if version.artifact is None:
+        if version.artifact is None:  # purged since the unlocked look
             return label(version), 0
-        learned = select(OnlineLearned.candle_time).where(
-            OnlineLearned.model_version_id == version.id)
         todo = session.exec(select(Outcome.candle_time, Outcome.label).where(
-            Outcome.asset == asset.symbol, Outcome.target == target.key,
-            Outcome.label.in_((UP, DOWN)), Outcome.candle_time > version.train_end,
-            Outcome.resolved_at <= now, Outcome.candle_time.not_in(learned))
+            *_pending(asset, target, version.id, version.train_end, now))
             .order_by(Outcome.candle_time).limit(settings.routing.max_learn_per_run)).all()
         if not todo:
             return label(version), 0
