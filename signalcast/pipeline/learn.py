@@ -74,7 +74,7 @@ from signalcast.lifecycle.states import append_state
 from signalcast.models import registry
 from signalcast.models.artifact import load_version
 from signalcast.models.calibration import MonotoneCalibrator
-from signalcast.pipeline.drift import check_drift
+from signalcast.pipeline.drift import check_drift, targets_due
 from signalcast.routing.overrides import apply_override, overrides_for
 from signalcast.routing.router import make_lineup, newest, version_rows
 
@@ -119,13 +119,15 @@ def learn_from_outcomes(engine: Engine, settings: Settings, asset: str, now: dat
     report = OnlineReport(asset_cfg.symbol)
     online = (_online_versions(engine, settings, asset_cfg.symbol)
               if settings.routing.online_learning else {})
+    drifting = (targets_due(engine, settings, asset_cfg.symbol, now)
+                if settings.routing.drift_detection else set())
     for target in settings.targets:
         if settings.routing.online_learning:
             for version_id in online.get(target.key, []):
                 name, learned = _learn(engine, settings, asset_cfg, target, version_id, now)
                 if learned:
                     report.learned[f"{target.key} {name}"] = learned
-        if settings.routing.drift_detection:
+        if target.key in drifting:
             drift = check_drift(engine, settings, asset_cfg.symbol, target.key, now)
             if drift is not None:
                 report.drifts.append(drift)
