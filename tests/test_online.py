@@ -109,6 +109,7 @@ def test_online_models_learn_in_batches_once_the_oldest_outcome_waited_a_day(db_
     """Default routing.learn_every_candles (24): an hourly tick does not load, update and store
     the model for each outcome; the outcomes wait until the oldest resolved 23 candles before
     the tick, then all of them are learned as one new state, and the next tick learns none."""
+
     register_test_families(monkeypatch)
     engine, settings, now = make_env(db_url, tmp_path, days=12)
     assert settings.routing.learn_every_candles == 24
@@ -116,9 +117,11 @@ def test_online_models_learn_in_batches_once_the_oldest_outcome_waited_a_day(db_
     trained_until = newest - timedelta(hours=100)
     river = add_version(engine, "river", role="champion", train_end=trained_until)
     first_resolved = newest - timedelta(hours=40)
-    # one outcome resolves per hour from first_resolved on
+    # one outcome resolves per hour from first_resolved on; one more, of a candle that is not
+    # stored (no features: it cannot be learned), resolved first
     add_outcomes(engine, [(trained_until + timedelta(hours=h), h % 2,
-                           first_resolved + timedelta(hours=h - 1)) for h in range(1, 41)])
+                           first_resolved + timedelta(hours=h - 1)) for h in range(1, 41)]
+                 + [(trained_until + timedelta(minutes=30), 1, first_resolved)])
 
     def learned_at(hours_after_first: int) -> dict[str, int]:
         tick = first_resolved + timedelta(hours=hours_after_first)
@@ -126,7 +129,9 @@ def test_online_models_learn_in_batches_once_the_oldest_outcome_waited_a_day(db_
 
     assert [learned_at(h) for h in (0, 1, 12, 22)] == [{}, {}, {}, {}]
     assert learned_at(23) == {f"{T1} river v1": 24}  # the oldest waited 23 candles: all 24
-    assert learned_at(24) == {}  # the 25th resolved now: it waits for its own day
+    # the 25th resolved now: it waits for its own day (the unlearnable one does not make
+    # every later tick a batch)
+    assert [learned_at(h) for h in (24, 30, 46)] == [{}, {}, {}]
     assert learned_at(47) == {f"{T1} river v1": 16}  # the rest (40 in all)
     with session_scope(engine, readonly=True) as session:
         ledger = session.exec(select(OnlineLearned.candle_time).where(

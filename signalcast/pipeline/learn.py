@@ -79,6 +79,7 @@ from signalcast.routing.overrides import apply_override, overrides_for
 from signalcast.routing.router import make_lineup, newest, version_rows
 
 log = logging.getLogger(__name__)
+BATCH_AT = "online_batch_at"  # in a version's metrics: when its last batch ran (``now``)
 
 
 
@@ -185,16 +186,23 @@ def _pending(asset: AssetConfig, target: TargetConfig, version_id: int, train_en
 def batch_due(session: Session, settings: Settings, asset: AssetConfig, target: TargetConfig,
               version_id: int, now: datetime) -> tuple[str, bool]:
     """(label, whether ``version_id`` learns now): it has an artifact and the oldest outcome it
-    has not learned resolved at least ``routing.learn_every_candles - 1`` candles before
-    ``now`` (1: any pending outcome). Unlocked, and reads no artifact bytes."""
-    family, number, train_end, stored = session.exec(
+    has not learned, among those resolved since its last batch, resolved at least
+    ``routing.learn_every_candles - 1`` candles before ``now`` (1: any pending outcome).
+    Outcomes a batch could not learn (their candle has no features) do not make it due again;
+    the next batch tries them. Unlocked, and reads no artifact bytes."""
+    family, number, train_end, metrics, stored = session.exec(
         select(ModelVersion.family, ModelVersion.version, ModelVersion.train_end,
-               ModelVersion.artifact.is_not(None)).where(ModelVersion.id == version_id)).one()
+               ModelVersion.metrics, ModelVersion.artifact.is_not(None))
+        .where(ModelVersion.id == version_id)).one()
     name = f"{family} v{number}"
     if not stored:
         return name, False
-    oldest = session.exec(select(func.min(Outcome.resolved_at)).where(
-        *_pending(asset, target, version_id, train_end, now))).one()
+    since = (metrics or {}).get(BATCH_AT)
+    query = select(func.min(Outcome.resolved_at)).where(
+        *_pending(asset, target, version_id, train_end, now))
+    if since is not None:
+        query = query.where(Outcome.resolved_at > datetime.fromisoformat(since))
+    oldest = session.exec(query).one()
     wait = (settings.routing.learn_every_candles - 1) * timeframe_to_timedelta(asset.timeframe)
     return name, oldest is not None and utc(oldest) <= now - wait
 
@@ -228,6 +236,7 @@ def _learn(engine: Engine, settings: Settings, asset: AssetConfig, target: Targe
             served.model.learn_one(x, int(outcome == UP))
             rows.append({"model_version_id": version.id, "candle_time": candle_time,
                          "label": int(outcome), "learned_at": now})
+        version.metrics = {**version.metrics, BATCH_AT: now.isoformat()}
         if not rows:
             return label(version), 0
         upsert(session, OnlineLearned, rows, keys=["model_version_id", "candle_time"])
