@@ -7,9 +7,9 @@ baseline, River, or an ensemble with a River member) learns each new UP/DOWN out
 ``learn_one`` on that candle's features, recomputed from the stored candles with the same causal
 feature code as the hot path. Only outcomes of candles after the version's training data are
 learned, oldest first, in batches: a version learns once the oldest outcome it has not learned
-resolved ``routing.learn_every_candles`` candles ago (default 24; a tick before that reads two
-small columns and returns, without loading or locking the model). Each batch learned is
-**appended as a new state** of the version (:mod:`signalcast.lifecycle.states`:
+resolved ``routing.learn_every_candles`` candles ago (default 24; :func:`versions_due`: two
+unlocked reads for all the versions of the asset, no model loaded or locked before then). Each
+batch learned is **appended as a new state** of the version (:mod:`signalcast.lifecycle.states`:
 ``model_states``, signed like any artifact; state 0, the trained artifact, is kept before the
 first update), never written over an earlier one; the version serves its newest state (workers
 cache models by version id *and* sha256, so they load it at their next prediction) and every
@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -122,9 +121,14 @@ def learn_from_outcomes(engine: Engine, settings: Settings, asset: str, now: dat
               if settings.routing.online_learning else {})
     drifting = (targets_due(engine, settings, asset_cfg.symbol, now)
                 if settings.routing.drift_detection else set())
+    due: set[int] = set()
+    if online:
+        with session_scope(engine, readonly=True) as session:
+            due = versions_due(session, settings, asset_cfg,
+                               [vid for vids in online.values() for vid in vids], now)
     for target in settings.targets:
         if settings.routing.online_learning:
-            for version_id in online.get(target.key, []):
+            for version_id in (vid for vid in online.get(target.key, []) if vid in due):
                 name, learned = _learn(engine, settings, asset_cfg, target, version_id, now)
                 if learned:
                     report.learned[f"{target.key} {name}"] = learned
@@ -183,41 +187,54 @@ def _pending(asset: AssetConfig, target: TargetConfig, version_id: int, train_en
             Outcome.resolved_at <= now, Outcome.candle_time.not_in(learned))
 
 
-def batch_due(session: Session, settings: Settings, asset: AssetConfig, target: TargetConfig,
-              version_id: int, now: datetime) -> tuple[str, bool]:
-    """(label, whether ``version_id`` learns now): it has an artifact and the oldest outcome it
-    has not learned, among those resolved since its last batch, resolved at least
-    ``routing.learn_every_candles - 1`` candles before ``now`` (1: any pending outcome).
-    Outcomes a batch could not learn (their candle has no features) do not make it due again;
-    the next batch tries them. Unlocked, and reads no artifact bytes."""
-    family, number, train_end, metrics, stored = session.exec(
-        select(ModelVersion.family, ModelVersion.version, ModelVersion.train_end,
-               ModelVersion.metrics, ModelVersion.artifact.is_not(None))
-        .where(ModelVersion.id == version_id)).one()
-    name = f"{family} v{number}"
-    if not stored:
-        return name, False
-    since = (metrics or {}).get(BATCH_AT)
-    query = select(func.min(Outcome.resolved_at)).where(
-        *_pending(asset, target, version_id, train_end, now))
-    if since is not None:
-        query = query.where(Outcome.resolved_at > datetime.fromisoformat(since))
-    oldest = session.exec(query).one()
+def versions_due(session: Session, settings: Settings, asset: AssetConfig,
+                 version_ids: Sequence[int], now: datetime) -> set[int]:
+    """Which of ``version_ids`` (online versions of ``asset``) learn now: a version with an
+    artifact is due once an UP/DOWN outcome of its target, of a candle after its training data,
+    resolved after its last batch (``online_batch_at`` in its metrics; a batch learns every
+    outcome resolved by its ``now``) and at least ``routing.learn_every_candles - 1`` candles
+    before ``now`` (1: any new outcome). An outcome a batch could not learn (its candle has no
+    features) does not make the version due again; the next batch tries it. Two unlocked
+    reads for all the versions of the asset, no artifact bytes."""
+    if not version_ids:
+        return set()
+    versions = session.exec(select(
+        ModelVersion.id, ModelVersion.target, ModelVersion.train_end, ModelVersion.metrics)
+        .where(ModelVersion.id.in_(version_ids), ModelVersion.artifact.is_not(None))).all()
+    if not versions:
+        return set()
     wait = (settings.routing.learn_every_candles - 1) * timeframe_to_timedelta(asset.timeframe)
-    return name, oldest is not None and utc(oldest) <= now - wait
+    since = {vid: max(utc(train_end), _batch_at(metrics) or utc(train_end))
+             for vid, _target, train_end, metrics in versions}
+    resolved = session.exec(select(Outcome.target, Outcome.candle_time, Outcome.resolved_at)
+                            .where(Outcome.asset == asset.symbol,
+                                   Outcome.target.in_({target for _, target, _, _ in versions}),
+                                   Outcome.label.in_((UP, DOWN)),
+                                   Outcome.candle_time > min(utc(t) for _, _, t, _ in versions),
+                                   Outcome.resolved_at > min(since.values()),
+                                   Outcome.resolved_at <= now - wait)).all()
+    return {vid for vid, target, train_end, _ in versions
+            if any(t == target and utc(candle) > utc(train_end) and utc(at) > since[vid]
+                   for t, candle, at in resolved)}
+
+
+def _batch_at(metrics: dict[str, Any] | None) -> datetime | None:
+    stamp = (metrics or {}).get(BATCH_AT)
+    return None if stamp is None else utc(datetime.fromisoformat(stamp))
 
 
 def _learn(engine: Engine, settings: Settings, asset: AssetConfig, target: TargetConfig,
            version_id: int, now: datetime) -> tuple[str, int]:
-    with session_scope(engine, readonly=True) as session:
-        name, due = batch_due(session, settings, asset, target, version_id, now)
-    if not due:
-        return name, 0
+    """Learn what ``version_id`` has not learned of the outcomes resolved by ``now``, as one
+    new state (a batch: :func:`versions_due` decided it is time)."""
     with session_scope(engine) as session:
         version = session.exec(select(ModelVersion).where(ModelVersion.id == version_id)
                                .with_for_update()).one()
         if version.artifact is None:  # purged since the unlocked look
             return label(version), 0
+        last = _batch_at(version.metrics)
+        version.metrics = {**version.metrics,
+                           BATCH_AT: (now if last is None else max(last, now)).isoformat()}
         todo = session.exec(select(Outcome.candle_time, Outcome.label).where(
             *_pending(asset, target, version.id, version.train_end, now))
             .order_by(Outcome.candle_time).limit(settings.routing.max_learn_per_run)).all()
@@ -236,7 +253,6 @@ def _learn(engine: Engine, settings: Settings, asset: AssetConfig, target: Targe
             served.model.learn_one(x, int(outcome == UP))
             rows.append({"model_version_id": version.id, "candle_time": candle_time,
                          "label": int(outcome), "learned_at": now})
-        version.metrics = {**version.metrics, BATCH_AT: now.isoformat()}
         if not rows:
             return label(version), 0
         upsert(session, OnlineLearned, rows, keys=["model_version_id", "candle_time"])
