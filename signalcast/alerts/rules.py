@@ -17,7 +17,7 @@ rule is asked again when the alert is sent, so a /pause also holds back alerts a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -211,31 +211,47 @@ def is_hit(result: str) -> bool:
 
 
 def queue_outcome_alerts(session: Session, settings: Settings,
-                         outcome: Outcome | Mapping[str, Any]) -> int:
-    """Tell each chat that was sent (or will be sent) the signal of this outcome's candle how
-    it ended. Called by outcome resolution right after the outcome row is inserted."""
-    get = outcome.get if isinstance(outcome, Mapping) else lambda key: getattr(outcome, key)
-    candle_time, label = utc(get("candle_time")), int(get("label"))
+                         outcomes: Sequence[Outcome | Mapping[str, Any]]) -> int:
+    """Tell each chat that was sent (or will be sent) the signal of an outcome's candle how it
+    ended. Called by outcome resolution right after the outcome rows are inserted; one read of
+    the signals for all of them."""
+    rows = [_outcome_fields(outcome) for outcome in outcomes]
+    if not rows:
+        return 0
+    order = {(row["asset"], row["target"], row["candle_time"]): i for i, row in enumerate(rows)}
     signals = session.exec(select(AlertOutbox).where(
-        AlertOutbox.kind == "signal", AlertOutbox.asset == get("asset"),
-        AlertOutbox.target == get("target"), AlertOutbox.candle_time == candle_time,
+        AlertOutbox.kind == "signal", AlertOutbox.asset.in_({r["asset"] for r in rows}),
+        AlertOutbox.target.in_({r["target"] for r in rows}),
+        AlertOutbox.candle_time.in_({r["candle_time"] for r in rows}),
         AlertOutbox.status.in_(("pending", "sending", "sent")))).all()
-    prefs = chat_prefs(session)
+    mine = sorted(((order[key], signal.id or 0, signal) for signal in signals
+                   if (key := (signal.asset, signal.target, utc(signal.candle_time))) in order),
+                  key=lambda item: item[:2])  # the outcomes' order, as one call each queued
+    prefs = chat_prefs(session) if mine else {}
     queued = 0
-    for signal in signals:
+    for i, _, signal in mine:
+        outcome = rows[i]
         if delivery_mode(prefs.get(signal.chat_id), settings, "outcome", signal.asset,
                          signal.target) == "off":
             continue
         payload = {key: signal.payload.get(key) for key in (
             "asset", "target", "pct", "horizon", "timeframe", "direction", "probability",
             "band", "model", "candle_time", "price", "up_level", "down_level")}
-        payload.update(result=outcome_result(str(payload["direction"]), label), label=label,
-                       bars=int(get("bars")), resolved_at=utc(get("resolved_at")).isoformat())
+        payload.update(result=outcome_result(str(payload["direction"]), outcome["label"]),
+                       label=outcome["label"], bars=outcome["bars"],
+                       resolved_at=outcome["resolved_at"].isoformat())
         queued += int(insert_ignore(session, AlertOutbox, {
             "chat_id": signal.chat_id, "asset": signal.asset, "target": signal.target,
-            "candle_time": candle_time, "kind": "outcome", "payload": payload,
+            "candle_time": outcome["candle_time"], "kind": "outcome", "payload": payload,
         }, keys=["chat_id", "asset", "target", "candle_time", "kind"]))
     return queued
+
+
+def _outcome_fields(outcome: Outcome | Mapping[str, Any]) -> dict[str, Any]:
+    get = outcome.get if isinstance(outcome, Mapping) else lambda key: getattr(outcome, key)
+    return {"asset": get("asset"), "target": get("target"),
+            "candle_time": utc(get("candle_time")), "label": int(get("label")),
+            "bars": int(get("bars")), "resolved_at": utc(get("resolved_at"))}
 
 
 # -- summary -----------------------------------------------------------------------------------

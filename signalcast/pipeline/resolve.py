@@ -71,7 +71,7 @@ def resolve_outcomes(session: Session, settings: Settings, asset: str, now: date
     asset_cfg = settings.asset(asset)
     newest = last_closed_open_time(now, asset_cfg.timeframe)
     step = timeframe_to_timedelta(asset_cfg.timeframe)
-    added = 0
+    inserted: list[dict] = []
     since_of = {t.key: since if since is not None else newest - (t.horizon + RESOLVE_CATCH_UP)
                 * step for t in settings.targets}
     pending = pending_by_target(session, asset_cfg.symbol, since_of, newest)
@@ -102,10 +102,9 @@ def resolve_outcomes(session: Session, settings: Settings, asset: str, now: date
             rows.append({"asset": asset_cfg.symbol, "target": target.key,
                          "candle_time": candle_time, "label": int(label_col[i]),
                          "bars": int(bars_col[i]), "resolved_at": now})
-        for row in _insert_new(session, rows):
-            added += 1
-            queue_outcome_alerts(session, settings, row)
-    return added
+        inserted += _insert_new(session, rows)
+    queue_outcome_alerts(session, settings, inserted)
+    return len(inserted)
 
 
 def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
