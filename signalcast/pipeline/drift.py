@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from signalcast.config import Settings
 from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta
@@ -45,17 +45,15 @@ def block_of(when: datetime, width_seconds: float) -> int:
     return math.floor((when - EPOCH).total_seconds() / width_seconds)
 
 
-def targets_due(engine: Engine, settings: Settings, asset: str, now: datetime) -> set[str]:
+def targets_due(session: Session, settings: Settings, asset: str, now: datetime) -> set[str]:
     """The targets of ``asset`` whose champion may have completed a block by ``now`` (those
     without a drift state yet included): one unlocked read for all of them, so that most ticks,
     which complete no block, skip :func:`check_drift`'s reads per target."""
     step = timeframe_to_timedelta(settings.asset(asset).timeframe)
-    with session_scope(engine, readonly=True) as session:
-        rows = session.exec(select(ModelVersion.target, DriftState.last_block)
-                            .outerjoin(DriftState,
-                                       DriftState.model_version_id == ModelVersion.id)
-                            .where(ModelVersion.asset == asset,
-                                   ModelVersion.role == "champion")).all()
+    rows = session.exec(select(ModelVersion.target, DriftState.last_block)
+                        .outerjoin(DriftState, DriftState.model_version_id == ModelVersion.id)
+                        .where(ModelVersion.asset == asset,
+                               ModelVersion.role == "champion")).all()
     horizons = {t.key: t.horizon for t in settings.targets}
     return {target for target, seen in rows if target in horizons and (
         seen is None or block_of(now, (step * horizons[target]).total_seconds()) - 2 > seen)}

@@ -7,8 +7,8 @@ baseline, River, or an ensemble with a River member) learns each new UP/DOWN out
 ``learn_one`` on that candle's features, recomputed from the stored candles with the same causal
 feature code as the hot path. Only outcomes of candles after the version's training data are
 learned, oldest first, in batches: a version learns once the oldest outcome it has not learned
-resolved ``routing.learn_every_candles`` candles ago (default 24; :func:`versions_due`: two
-unlocked reads for all the versions of the asset, no model loaded or locked before then). Each
+resolved ``routing.learn_every_candles`` candles ago (default 24; :func:`versions_due`: one
+unlocked read for all the versions of the asset, no model loaded or locked before then). Each
 batch learned is **appended as a new state** of the version (:mod:`signalcast.lifecycle.states`:
 ``model_states``, signed like any artifact; state 0, the trained artifact, is kept before the
 first update), never written over an earlier one; the version serves its newest state (workers
@@ -117,15 +117,17 @@ def learn_from_outcomes(engine: Engine, settings: Settings, asset: str, now: dat
     learned or enqueued again."""
     asset_cfg, now = settings.asset(asset), utc(now)
     report = OnlineReport(asset_cfg.symbol)
-    online = (_online_versions(engine, settings, asset_cfg.symbol)
-              if settings.routing.online_learning else {})
-    drifting = (targets_due(engine, settings, asset_cfg.symbol, now)
-                if settings.routing.drift_detection else set())
+    # what is due, in one unlocked read-only session: most ticks learn nothing and complete no
+    # drift block
+    online: dict[str, list[int]] = {}
     due: set[int] = set()
-    if online:
-        with session_scope(engine, readonly=True) as session:
-            due = versions_due(session, settings, asset_cfg,
-                               [vid for vids in online.values() for vid in vids], now)
+    drifting: set[str] = set()
+    with session_scope(engine, readonly=True) as session:
+        if settings.routing.online_learning:
+            online, versions = _online_versions(session, settings, asset_cfg.symbol)
+            due = versions_due(session, settings, asset_cfg, versions, now)
+        if settings.routing.drift_detection:
+            drifting = targets_due(session, settings, asset_cfg.symbol, now)
     for target in settings.targets:
         if settings.routing.online_learning:
             for version_id in (vid for vid in online.get(target.key, []) if vid in due):
@@ -143,26 +145,31 @@ def learn_from_outcomes(engine: Engine, settings: Settings, asset: str, now: dat
     return report
 
 
-def _online_versions(engine: Engine, settings: Settings, asset: str) -> dict[str, list[int]]:
+def _online_versions(session: Session, settings: Settings,
+                     asset: str) -> tuple[dict[str, list[int]], list[tuple]]:
     """Per target of ``asset``: ids of its routed versions that learn online, plus the newest
-    version of the online baseline family (one read of the asset's versions and overrides)."""
-    with session_scope(engine, readonly=True) as session:
-        rows = version_rows(session, asset)
-        overrides = overrides_for(session, asset)
-        chosen: dict[str, set[int]] = {}
-        for target in settings.targets:
-            versions = [v for v in rows if v.target == target.key]
-            policy = apply_override(settings.routing.policy(target.key),
-                                    overrides.get(target.key))
-            routed = make_lineup(settings, policy, versions).versions()
-            baseline = newest(versions, settings.routing.online_family)
-            chosen[target.key] = {v.id for v in [*routed, *([baseline] if baseline else [])]}
-        ids = set().union(*chosen.values())
-        params = dict(session.exec(select(ModelVersion.id, ModelVersion.params).where(
-            ModelVersion.id.in_(ids))).all()) if ids else {}
+    version of the online baseline family; and (id, target, train_end, metrics) of each of
+    them, for :func:`versions_due` (one read of the asset's versions, its overrides and the
+    chosen ones' details)."""
+    rows = version_rows(session, asset)
+    overrides = overrides_for(session, asset)
+    chosen: dict[str, set[int]] = {}
+    for target in settings.targets:
+        versions = [v for v in rows if v.target == target.key]
+        policy = apply_override(settings.routing.policy(target.key), overrides.get(target.key))
+        routed = make_lineup(settings, policy, versions).versions()
+        baseline = newest(versions, settings.routing.online_family)
+        chosen[target.key] = {v.id for v in [*routed, *([baseline] if baseline else [])]}
+    ids = set().union(*chosen.values())
+    details = {row[0]: row for row in session.exec(select(
+        ModelVersion.id, ModelVersion.params, ModelVersion.target, ModelVersion.train_end,
+        ModelVersion.metrics).where(ModelVersion.id.in_(ids))).all()} if ids else {}
     families = {v.id: v.family for v in rows}
-    return {target: [vid for vid in sorted(vids) if learns_online(families[vid], params[vid])]
-            for target, vids in chosen.items()}
+    online = {target: [vid for vid in sorted(vids) if vid in details
+                       and learns_online(families[vid], details[vid][1])]
+              for target, vids in chosen.items()}
+    versions = [(vid, *details[vid][2:]) for vids in online.values() for vid in vids]
+    return online, versions
 
 
 def features_at(session: Session, asset: AssetConfig, times: Sequence[datetime]) -> np.ndarray:
@@ -188,19 +195,14 @@ def _pending(asset: AssetConfig, target: TargetConfig, version_id: int, train_en
 
 
 def versions_due(session: Session, settings: Settings, asset: AssetConfig,
-                 version_ids: Sequence[int], now: datetime) -> set[int]:
-    """Which of ``version_ids`` (online versions of ``asset``) learn now: a version with an
-    artifact is due once an UP/DOWN outcome of its target, of a candle after its training data,
-    resolved after its last batch (``online_batch_at`` in its metrics; a batch learns every
-    outcome resolved by its ``now``) and at least ``routing.learn_every_candles - 1`` candles
-    before ``now`` (1: any new outcome). An outcome a batch could not learn (its candle has no
-    features) does not make the version due again; the next batch tries it. Two unlocked
-    reads for all the versions of the asset, no artifact bytes."""
-    if not version_ids:
-        return set()
-    versions = session.exec(select(
-        ModelVersion.id, ModelVersion.target, ModelVersion.train_end, ModelVersion.metrics)
-        .where(ModelVersion.id.in_(version_ids), ModelVersion.artifact.is_not(None))).all()
+                 versions: Sequence[tuple], now: datetime) -> set[int]:
+    """Which of ``versions`` ((id, target, train_end, metrics) of online versions of ``asset``
+    with an artifact) learn now: a version is due once an UP/DOWN outcome of its target, of a
+    candle after its training data, resolved after its last batch (``online_batch_at`` in its
+    metrics; a batch learns every outcome resolved by its ``now``) and at least
+    ``routing.learn_every_candles - 1`` candles before ``now`` (1: any new outcome). An outcome
+    a batch could not learn (its candle has no features) does not make the version due again;
+    the next batch tries it. One unlocked read of the outcomes for all of them."""
     if not versions:
         return set()
     wait = (settings.routing.learn_every_candles - 1) * timeframe_to_timedelta(asset.timeframe)
