@@ -74,6 +74,7 @@ from signalcast.models import registry
 from signalcast.models.artifact import load_version
 from signalcast.models.calibration import MonotoneCalibrator
 from signalcast.pipeline.drift import check_drift, targets_due
+from signalcast.pipeline.resolve import RESOLVE_CATCH_UP
 from signalcast.routing.overrides import apply_override, overrides_for
 from signalcast.routing.router import make_lineup, newest, version_rows
 
@@ -205,14 +206,21 @@ def versions_due(session: Session, settings: Settings, asset: AssetConfig,
     the next batch tries it. One unlocked read of the outcomes for all of them."""
     if not versions:
         return set()
-    wait = (settings.routing.learn_every_candles - 1) * timeframe_to_timedelta(asset.timeframe)
+    step = timeframe_to_timedelta(asset.timeframe)
+    wait = (settings.routing.learn_every_candles - 1) * step
     since = {vid: max(utc(train_end), _batch_at(metrics) or utc(train_end))
              for vid, _target, train_end, metrics in versions}
+    # A tick resolves candles of the last horizon + RESOLVE_CATCH_UP candles only, so an
+    # outcome resolved after ``since`` is of a candle at most that far before it: the read is
+    # bounded however long ago the version was trained. (An older candle resolved by a
+    # catch-up run does not make a version due; the next batch learns it all the same.)
+    reach = (max(t.horizon for t in settings.targets) + RESOLVE_CATCH_UP) * step
+    oldest_candle = max(min(utc(t) for _, _, t, _ in versions), min(since.values()) - reach)
     resolved = session.exec(select(Outcome.target, Outcome.candle_time, Outcome.resolved_at)
                             .where(Outcome.asset == asset.symbol,
                                    Outcome.target.in_({target for _, target, _, _ in versions}),
                                    Outcome.label.in_((UP, DOWN)),
-                                   Outcome.candle_time > min(utc(t) for _, _, t, _ in versions),
+                                   Outcome.candle_time > oldest_candle,
                                    Outcome.resolved_at > min(since.values()),
                                    Outcome.resolved_at <= now - wait)).all()
     return {vid for vid, target, train_end, _ in versions
