@@ -45,6 +45,12 @@ def block_of(when: datetime, width_seconds: float) -> int:
     return math.floor((when - EPOCH).total_seconds() / width_seconds)
 
 
+def newest_complete_block(now: datetime, width_seconds: float) -> int:
+    """The newest block whose outcomes have all resolved by ``now`` (a block's outcomes
+    resolve one block after it ends)."""
+    return block_of(now, width_seconds) - 2
+
+
 def targets_due(session: Session, settings: Settings, asset: str, now: datetime) -> set[str]:
     """The targets of ``asset`` whose champion may have completed a block by ``now`` (those
     without a drift state yet included): one unlocked read for all of them, so that most ticks,
@@ -56,7 +62,8 @@ def targets_due(session: Session, settings: Settings, asset: str, now: datetime)
                                ModelVersion.role == "champion")).all()
     horizons = {t.key: t.horizon for t in settings.targets}
     return {target for target, seen in rows if target in horizons and (
-        seen is None or block_of(now, (step * horizons[target]).total_seconds()) - 2 > seen)}
+        seen is None
+        or newest_complete_block(now, (step * horizons[target]).total_seconds()) > seen)}
 
 
 def check_drift(engine: Engine, settings: Settings, asset: str, target: str,
@@ -72,7 +79,7 @@ def check_drift(engine: Engine, settings: Settings, asset: str, target: str,
                                        ModelVersion.role == "champion")).first()
         if champion is None:
             return None
-        newest_complete = block_of(now, width) - 2  # its outcomes resolve one block later
+        newest_complete = newest_complete_block(now, width)
         # most ticks complete no block: one unlocked read of the state says so (the locked
         # read below decides whenever a block may be due)
         seen = session.exec(select(DriftState.last_block).where(

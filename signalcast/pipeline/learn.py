@@ -185,16 +185,6 @@ def features_at(session: Session, asset: AssetConfig, times: Sequence[datetime])
     return features.reindex(pd.DatetimeIndex(list(times), name="time")).to_numpy()
 
 
-def _pending(asset: AssetConfig, target: TargetConfig, version_id: int, train_end: datetime,
-             now: datetime) -> Any:
-    """The condition of an outcome ``version_id`` has still to learn (resolved by ``now``)."""
-    learned = select(OnlineLearned.candle_time).where(
-        OnlineLearned.model_version_id == version_id)
-    return (Outcome.asset == asset.symbol, Outcome.target == target.key,
-            Outcome.label.in_((UP, DOWN)), Outcome.candle_time > train_end,
-            Outcome.resolved_at <= now, Outcome.candle_time.not_in(learned))
-
-
 def versions_due(session: Session, settings: Settings, asset: AssetConfig,
                  versions: Sequence[tuple], now: datetime) -> set[int]:
     """Which of ``versions`` ((id, target, train_end, metrics) of online versions of ``asset``
@@ -214,14 +204,15 @@ def versions_due(session: Session, settings: Settings, asset: AssetConfig,
     # outcome resolved after ``since`` is of a candle at most that far before it: the read is
     # bounded however long ago the version was trained. (An older candle resolved by a
     # catch-up run does not make a version due; the next batch learns it all the same.)
+    earliest = min(since.values())
     reach = (max(t.horizon for t in settings.targets) + RESOLVE_CATCH_UP) * step
-    oldest_candle = max(min(utc(t) for _, _, t, _ in versions), min(since.values()) - reach)
+    oldest_candle = max(min(utc(t) for _, _, t, _ in versions), earliest - reach)
     resolved = session.exec(select(Outcome.target, Outcome.candle_time, Outcome.resolved_at)
                             .where(Outcome.asset == asset.symbol,
                                    Outcome.target.in_({target for _, target, _, _ in versions}),
                                    Outcome.label.in_((UP, DOWN)),
                                    Outcome.candle_time > oldest_candle,
-                                   Outcome.resolved_at > min(since.values()),
+                                   Outcome.resolved_at > earliest,
                                    Outcome.resolved_at <= now - wait)).all()
     return {vid for vid, target, train_end, _ in versions
             if any(t == target and utc(candle) > utc(train_end) and utc(at) > since[vid]
@@ -245,8 +236,12 @@ def _learn(engine: Engine, settings: Settings, asset: AssetConfig, target: Targe
         last = _batch_at(version.metrics)
         version.metrics = {**version.metrics,
                            BATCH_AT: (now if last is None else max(last, now)).isoformat()}
+        learned = select(OnlineLearned.candle_time).where(
+            OnlineLearned.model_version_id == version.id)
         todo = session.exec(select(Outcome.candle_time, Outcome.label).where(
-            *_pending(asset, target, version.id, version.train_end, now))
+            Outcome.asset == asset.symbol, Outcome.target == target.key,
+            Outcome.label.in_((UP, DOWN)), Outcome.candle_time > version.train_end,
+            Outcome.resolved_at <= now, Outcome.candle_time.not_in(learned))
             .order_by(Outcome.candle_time).limit(settings.routing.max_learn_per_run)).all()
         if not todo:
             return label(version), 0
