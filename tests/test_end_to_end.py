@@ -54,6 +54,40 @@ def test_short_demo_fills_every_table_and_prints_a_summary(tmp_path):
     text = console.export_text()
     assert "signalcast demo summary" in text and str(report.database) in text
     assert "[alert -> console]" in text or "chance of touching" in text
+    # the summary counts signal alerts only (not their hit / miss follow-ups), shows the
+    # highest served chance, and says why a quiet target sent none
+    with session_scope(engine, readonly=True) as session:
+        signals = dict(session.exec(select(AlertOutbox.asset + " " + AlertOutbox.target,
+                                           func.count()).where(
+            AlertOutbox.status == "sent", AlertOutbox.kind == "signal").group_by(
+            AlertOutbox.asset, AlertOutbox.target)).all())
+        served = session.exec(select(Prediction).where(Prediction.served)).all()
+    for s in report.targets:
+        key = f"{s.asset} {s.target}"
+        assert s.alerts_sent == signals.get(key, 0)
+        assert s.top == pytest.approx(max(max(p.prob_up, p.prob_down) for p in served
+                                          if (p.asset, p.target) == (s.asset, s.target)))
+        assert (f"no signal alert for {key}:" in text) == (s.alerts_sent == 0)
+
+
+def test_a_quiet_demo_says_why_each_target_sent_nothing():
+    from signalcast.cli.demo import DemoReport, silent_reasons
+    from signalcast.ops.summary import TargetSummary
+
+    def target(name: str, top: float, held: int, sent: int) -> TargetSummary:
+        return TargetSummary("BTC/USDT", name, 10, 8, 0, 5, sent, 4, top=top, held=held)
+
+    report = DemoReport(Path("x.db"), 1.0, 10, 40, 0, targets=[
+        target("1pct_72", 0.58, 0, 0), target("2pct_72", 0.66, 10, 0),
+        target("5pct_72", 0.61, 0, 0), target("3pct_72", 0.70, 0, 2)],
+        thresholds={"1pct_72": 0.6, "2pct_72": 0.6, "5pct_72": 0.55, "3pct_72": 0.6})
+    assert silent_reasons(report) == [
+        "no signal alert for BTC/USDT 1pct_72: its highest served chance, 58%, stayed below "
+        "the threshold 60%",
+        "no signal alert for BTC/USDT 2pct_72: the skill gate held 10 of its 10 served "
+        "predictions",
+        "no signal alert for BTC/USDT 5pct_72: no chat receives signal alerts, or each was a "
+        "repeat within its horizon"]
 
 
 def test_ingesting_a_malformed_csv_fails_clearly_and_keeps_stored_candles(tmp_path):

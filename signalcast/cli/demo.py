@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -49,6 +50,7 @@ class DemoReport:
     counts: dict[str, int] = field(default_factory=dict)
     targets: list[summary.TargetSummary] = field(default_factory=list)
     comparisons: list[dict] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)  # alert threshold per target
 
 
 def demo_settings(database: Path, config: Path | None = None) -> Settings:
@@ -135,7 +137,8 @@ def run_demo(workdir: Path = Path("signalcast-demo"), *, ticks: int = 72,
             database=database, wall_seconds=time.perf_counter() - started, ticks=ticks,
             task_runs=sum(sum(s.values()) for s in summary.task_counts(session).values()),
             failed_tasks=len(failures), counts=summary.table_counts(session),
-            targets=summary.target_summaries(session), comparisons=comparisons)
+            targets=summary.target_summaries(session), comparisons=comparisons,
+            thresholds={t.key: t.alert_threshold for t in settings.targets})
     print_report(report, console)
     for failure in failures[:5]:
         console.print(f"[red]failed task[/red] {failure}")
@@ -189,27 +192,52 @@ def print_comparisons(comparisons: list[dict], console: Console) -> None:
         console.print("no challenger in any line-up")
 
 
+def silent_reasons(report: DemoReport) -> list[str]:
+    """Why a target sent no signal alert: its served chances stayed below the threshold, or
+    the skill gate held them. A quiet demo should say which, not leave the reader guessing."""
+    lines = []
+    for s in report.targets:
+        threshold = report.thresholds.get(s.target)
+        if s.alerts_sent or not s.predictions or threshold is None or s.top is None:
+            continue
+        if s.top < threshold:
+            why = (f"its highest served chance, {s.top:.0%}, stayed below the threshold "
+                   f"{threshold:.0%}")
+        elif s.held:
+            why = f"the skill gate held {s.held} of its {s.predictions} served predictions"
+        else:
+            why = "no chat receives signal alerts, or each was a repeat within its horizon"
+        lines.append(f"no signal alert for {s.asset} {s.target}: {why}")
+    return lines
+
+
 def print_report(report: DemoReport, console: Console) -> None:
-    table = Table(title="signalcast demo summary")
-    for col in ("asset", "target", "preds", "resolved", "expired", "hit rate", "always maj",
+    table = Table(title="signalcast demo summary", box=box.SIMPLE_HEAD, padding=(0, 0))
+    for col in ("series", "preds", "resolved", "expired", "hit", "maj", "top", "thr", "held",
                 "alerts"):
-        table.add_column(col, justify="left" if col in ("asset", "target") else "right")
+        table.add_column(col, justify="left" if col == "series" else "right", no_wrap=True)
 
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{x:.0%}"
 
     for s in report.targets:
-        table.add_row(s.asset, s.target, str(s.predictions), str(s.resolved), str(s.expired),
-                      pct(s.hit_rate), pct(s.majority_rate), str(s.alerts_sent))
+        table.add_row(f"{s.asset.split('/')[0]} {s.target}", str(s.predictions), str(s.resolved),
+                      str(s.expired), pct(s.hit_rate), pct(s.majority_rate), pct(s.top),
+                      pct(report.thresholds.get(s.target)), str(s.held), str(s.alerts_sent))
     total = summary.TargetSummary("all", "", *(sum(getattr(s, f) for s in report.targets)
                                                for f in ("predictions", "resolved", "expired",
-                                                         "hits", "alerts_sent", "ups")))
-    table.add_row("[bold]all[/bold]", "", str(total.predictions), str(total.resolved),
-                  str(total.expired), pct(total.hit_rate), pct(total.majority_rate),
-                  str(total.alerts_sent))
-    console.print("hit rate: the more likely direction came first (resolved outcomes); "
-                  "always maj: always saying the majority direction on the same outcomes")
+                                                         "hits", "alerts_sent", "ups")),
+                                  held=sum(s.held for s in report.targets))
+    table.add_row("[bold]all[/bold]", str(total.predictions), str(total.resolved),
+                  str(total.expired), pct(total.hit_rate), pct(total.majority_rate), "", "",
+                  str(total.held), str(total.alerts_sent))
+    console.print("hit: the more likely direction came first (resolved outcomes); maj: always "
+                  "saying the majority direction on the same outcomes; top: the highest served "
+                  "chance of either direction, thr: the alert threshold; held: served "
+                  "predictions whose alert the skill gate held; alerts: signal alerts sent")
     console.print(table)
+    for line in silent_reasons(report):
+        console.print(line)
     if report.comparisons:
         print_comparisons(report.comparisons, console)
     console.print(f"{report.ticks} ticks, {report.task_runs} task runs "

@@ -19,8 +19,10 @@ class TargetSummary:
     resolved: int  # served predictions with an UP/DOWN outcome
     expired: int
     hits: int  # served predictions whose more likely direction happened
-    alerts_sent: int
+    alerts_sent: int  # signal alerts sent (not the hit / miss follow-ups)
     ups: int = 0  # resolved outcomes that went up first
+    top: float | None = None  # highest served chance of either direction
+    held: int = 0  # served predictions whose alert the skill gate held
 
     @property
     def hit_rate(self) -> float | None:
@@ -41,14 +43,17 @@ def says_up(prob_up: float, prob_down: float | None) -> bool:
 
 def target_summaries(session: Session) -> list[TargetSummary]:
     served = select(Prediction.asset, Prediction.target, Prediction.prob_up, Prediction.prob_down,
-                    Outcome.label).join(
+                    Prediction.alert_held, Outcome.label).join(
         Outcome, (Outcome.asset == Prediction.asset) & (Outcome.target == Prediction.target)
         & (Outcome.candle_time == Prediction.candle_time), isouter=True,
     ).where(Prediction.served)
     rows: dict[tuple[str, str], TargetSummary] = {}
-    for asset, target, prob_up, prob_down, label in session.exec(served).all():
+    for asset, target, prob_up, prob_down, held, label in session.exec(served).all():
         s = rows.setdefault((asset, target), TargetSummary(asset, target, 0, 0, 0, 0, 0))
         s.predictions += 1
+        chance = max(prob_up, 1.0 - prob_up if prob_down is None else prob_down)
+        s.top = chance if s.top is None else max(s.top, chance)
+        s.held += held is not None
         if label in (UP, DOWN):
             s.resolved += 1
             s.ups += int(label == UP)
@@ -56,7 +61,8 @@ def target_summaries(session: Session) -> list[TargetSummary]:
         elif label is not None:
             s.expired += 1
     sent = select(AlertOutbox.asset, AlertOutbox.target, func.count()).where(
-        AlertOutbox.status == "sent").group_by(AlertOutbox.asset, AlertOutbox.target)
+        AlertOutbox.status == "sent", AlertOutbox.kind == "signal").group_by(
+        AlertOutbox.asset, AlertOutbox.target)
     for asset, target, count in session.exec(sent).all():
         rows.setdefault((asset, target), TargetSummary(asset, target, 0, 0, 0, 0, 0))
         rows[(asset, target)].alerts_sent = count
