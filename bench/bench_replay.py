@@ -20,6 +20,9 @@ replay's time and a year of hourly ticks extrapolated from it.
 ``routing.learn_every_candles`` (online models learn at every tick, or in daily batches), each
 from its own copy of the trained database, side by side.
 
+``--processes 1,2`` runs the in-process path once per process count (``signalcast replay
+--processes``: the assets split among worker processes, ticks in lockstep), side by side.
+
 ``--profile N`` instead runs N in-process ticks under cProfile and prints the top functions.
 Figures go to stdout and, with --json, to a file. Nothing is asserted: machines are noisy.
 """
@@ -48,6 +51,7 @@ from signalcast.db.engine import init_db, session_scope  # noqa: E402
 from signalcast.db.tables import Prediction  # noqa: E402
 from signalcast.lifecycle.train import train_model  # noqa: E402
 from signalcast.ops.replay import ReplayRunner  # noqa: E402
+from signalcast.ops.replay_parallel import ParallelReplay  # noqa: E402
 from signalcast.pipeline.ingest import ingest_asset  # noqa: E402
 from signalcast.scheduler.jobs import candle_close_tick  # noqa: E402
 from signalcast.tasks.runner import task_runtime, wait_tick  # noqa: E402
@@ -78,8 +82,9 @@ def stored_settings(config_path: Path, db_url: str) -> Settings:
         update={"source": "stored"})}), settings.env, settings.source)
 
 
-def replay(path: str, config_path: Path, db: Path, t0, ticks: int) -> dict:
-    """``ticks`` ticks from ``t0`` through ``path`` on the database file ``db``."""
+def replay(path: str, config_path: Path, db: Path, t0, ticks: int, processes: int = 1) -> dict:
+    """``ticks`` ticks from ``t0`` through ``path`` on the database file ``db`` (in process:
+    in ``processes`` processes, ``signalcast replay --processes``)."""
     db_url = f"sqlite:///{db}"
     settings = stored_settings(config_path, db_url)
     engine = init_db(db_url)
@@ -102,6 +107,9 @@ def replay(path: str, config_path: Path, db: Path, t0, ticks: int) -> dict:
         with task_runtime(settings):
             run(lambda now: len(wait_tick(candle_close_tick(engine, settings, now,
                                                             job="bench"))))
+    elif processes > 1:
+        with ParallelReplay(engine, settings, processes=processes, job="bench") as runner:
+            run(lambda now: len(runner.tick(now).failures))
     else:
         runner = ReplayRunner(engine, settings, job="bench")
         run(lambda now: len(runner.tick(now).failures))
@@ -156,9 +164,12 @@ def main() -> None:
                         help="profile N in-process ticks instead")
     parser.add_argument("--learn-every", default="", metavar="N,M",
                         help="in-process runs per routing.learn_every_candles value")
+    parser.add_argument("--processes", default="", metavar="N,M",
+                        help="run the in-process path once per process count, side by side")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     learn_every = [int(n) for n in args.learn_every.split(",") if n]
+    processes = [int(n) for n in args.processes.split(",") if n]
     shadows = [s for s in args.shadows.split(",") if s]
 
     tmp = Path(tempfile.mkdtemp(prefix="signalcast-replay-"))
@@ -191,6 +202,18 @@ def main() -> None:
     result = {"assets": args.assets, "targets": 3, "shadows": shadows,
               "train_s": round(train_s, 1), "paths": {}}
     seconds: dict[str, list[float]] = {}
+    if processes:
+        for n in processes:
+            name = f"inprocess_{n}_processes"
+            db = tmp / f"{name}.db"
+            copy_db(trained, db)
+            result["paths"][name] = replay("inprocess", config_path, db, t0, args.ticks, n)
+            result["paths"][name].pop("seconds")
+            print(json.dumps({name: result["paths"][name]}), flush=True)
+        print(json.dumps(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return
     if learn_every:
         for n in learn_every:
             name = f"inprocess_learn_every_{n}"

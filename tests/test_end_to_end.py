@@ -152,3 +152,42 @@ def test_models_group_lists_families_and_champions(tmp_path):
     assert families.returncode == 0 and "lightgbm" in families.stdout
     listing = cli("models", "list", env=env)
     assert listing.returncode == 0, listing.stdout + listing.stderr
+
+
+def test_replay_command_in_two_processes_replays_every_asset_with_progress(tmp_path):
+    from datetime import timedelta
+
+    from signalcast.config import load_settings
+    from signalcast.db.engine import init_db
+    from signalcast.lifecycle.train import train_model
+    from tests.conftest import seed_history
+
+    config = write_config(tmp_path / "c.yaml", {"data": {**SMALL_CONFIG["data"],
+                                                         "source": "stored"}})
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    key = "replay-test-key-" + "1" * 48
+    settings = load_settings(config, database_url=url, broker_url=None, telegram_token=None,
+                             artifact_key=key)
+    engine = init_db(url)
+    synthetic = load_settings(write_config(tmp_path / "s.yaml"), database_url=url,
+                              broker_url=None, telegram_token=None, artifact_key=key)
+    start = seed_history(engine, synthetic) - timedelta(hours=12)  # 12 stored hours to replay
+    for asset in settings.assets:
+        train_model(engine, settings, asset.symbol, "1pct_24", "lightgbm", now=start)
+    engine.dispose()
+    env = {"SIGNALCAST_CONFIG": str(config), "SIGNALCAST_DATABASE_URL": url,
+           "SIGNALCAST_ARTIFACT_KEY": key}
+
+    done = cli("replay", "--from", start.isoformat(), "--ticks", "6", "--no-train",
+               "--processes", "2", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "replay" in done.stdout and "6/6" in done.stdout
+    with session_scope(get_engine(url), readonly=True) as session:
+        served = session.exec(select(Prediction.asset, func.count()).where(
+            Prediction.served).group_by(Prediction.asset)).all()
+    assert dict(served) == {"BTC/USDT": 6, "ETH/USDT": 6}  # 6 ticks, the one trained target
+
+    refused = cli("replay", "--from", start.isoformat(), "--ticks", "2", "--no-train",
+                  "--processes", "2", "--through-workers", env=env)
+    assert refused.returncode == 2
+    assert "--processes is for the in-process replay" in refused.stdout

@@ -178,3 +178,132 @@ def test_resolution_reads_candles_once_for_all_targets(sqlite_url, make_settings
         target = settings.target(o.target)
         alone = resolve_first_touch(candles, o.candle_time, target.pct, target.horizon)
         assert (alone.label, alone.bars) == (o.label, o.bars), o
+
+
+def snapshot_by_asset(engine) -> dict[str, list]:
+    """:func:`snapshot` with every asset's rows, sorted (rows of one tick may be stored in any
+    asset order when assets run in parallel)."""
+    with session_scope(engine, readonly=True) as session:
+        def rows(query):
+            return sorted((tuple(r) for r in session.exec(query).all()), key=repr)
+
+        return {
+            "predictions": rows(select(
+                Prediction.asset, Prediction.target, Prediction.model_version_id,
+                Prediction.candle_time, Prediction.prob_up, Prediction.prob_down,
+                Prediction.served, Prediction.role, Prediction.fallback, Prediction.alert_held)),
+            "outcomes": rows(select(Outcome.asset, Outcome.target, Outcome.candle_time,
+                                    Outcome.label, Outcome.bars, Outcome.resolved_at)),
+            "learned": rows(select(OnlineLearned.model_version_id, OnlineLearned.candle_time,
+                                   OnlineLearned.label)),
+            "versions": rows(select(ModelVersion.id, ModelVersion.asset, ModelVersion.family,
+                                    ModelVersion.role, ModelVersion.sha256)),
+            "alerts": rows(select(AlertOutbox.chat_id, AlertOutbox.asset, AlertOutbox.target,
+                                  AlertOutbox.candle_time, AlertOutbox.kind,
+                                  AlertOutbox.status)),
+            "enqueues": rows(select(ScheduledEnqueue.job, ScheduledEnqueue.fire_time,
+                                    ScheduledEnqueue.task_ids, ScheduledEnqueue.status,
+                                    ScheduledEnqueue.redos)),
+            "runs": rows(select(TaskRun.task_id, TaskRun.name, TaskRun.args, TaskRun.status,
+                                TaskRun.attempts, TaskRun.result, TaskRun.error)),
+        }
+
+
+@pytest.mark.slow
+def test_a_replay_in_two_processes_stores_what_one_process_stores(tmp_path):
+    """Three assets split over two worker processes (ticks in lockstep, one drain per tick):
+    the same predictions, outcomes, online learning, alerts, enqueue rows and run records as
+    the one-process replay; replaying the same ticks again adds nothing."""
+    from signalcast.notifier.transports import set_console_writer
+    from signalcast.ops.replay_parallel import ParallelReplay, asset_groups
+
+    assets = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    config = write_config(tmp_path / "replay.yaml", {
+        "assets": [{"symbol": a, "timeframe": "1h"} for a in assets],
+        # +-0.5% within 12 h: nearly always touched, so served chances pass 0.51 and alert
+        "targets": [{"pct": 0.005, "horizon": 12, "alert_threshold": 0.51}],
+        "models": {"champion": "lightgbm", "alert_without_skill": ["*"],
+                   "params": {"lightgbm": {"n_estimators": 30}}},
+        "routing": {"default": {"shadows": ["river"]}, "learn_every_candles": 6},
+        # the replayed candles are years old: signals must not expire by the wall clock
+        "alerts": {"console": True, "console_kinds": ["signal", "outcome"],
+                   "max_signal_age_seconds": 10**9, "chat_interval_seconds": 0},
+    })
+    one_db, two_db = tmp_path / "one.db", tmp_path / "two.db"
+    url = f"sqlite:///{one_db}"
+    settings = load_settings(config, database_url=url, broker_url=None, telegram_token=None)
+    engine = init_db(url)
+    t0 = seed_history(engine, settings)
+    end = t0 + timedelta(hours=TICKS + 1)
+    with session_scope(engine) as session:
+        from signalcast.pipeline.ingest import ingest_asset
+
+        for asset in assets:
+            ingest_asset(session, settings, asset, end)
+    for asset in assets:
+        for family in ("lightgbm", "river"):
+            train_model(engine, settings, asset, "0.5pct_12", family, now=t0)
+    engine.dispose()
+    shutil.copyfile(one_db, two_db)  # (the artifact key comes from the tests' environment)
+
+    delay = timedelta(seconds=settings.schedule.predict_delay_seconds)
+    times = [t0 + timedelta(hours=i) + delay for i in range(TICKS)]
+    printed: list[str] = []
+    set_console_writer(printed.append)
+    try:
+        one = stored(settings)
+        runner = ReplayRunner(engine, one, job=JOB)
+        for now in times:
+            assert runner.tick(now).failures == []
+        sent_by_one = len(printed)
+
+        two_url = f"sqlite:///{two_db}"
+        two = stored(load_settings(config, database_url=two_url, broker_url=None,
+                                   telegram_token=None))
+        two_engine = init_db(two_url)
+        assert asset_groups(two, 2) == [["BTC/USDT", "SOL/USDT"], ["ETH/USDT"]]
+        with ParallelReplay(two_engine, two, processes=2, job=JOB) as parallel:
+            reports = [parallel.tick(now) for now in times]
+            assert all(r.failures == [] for r in reports)
+            assert all(sorted(r.assets) == assets for r in reports)
+            before = snapshot_by_asset(two_engine)
+            again = parallel.tick(times[-1])  # a tick replayed twice: every asset skipped
+            assert again.assets == [] and again.failures == []
+    finally:
+        set_console_writer(None)
+
+    in_one, in_two = snapshot_by_asset(engine), snapshot_by_asset(two_engine)
+    assert before == in_two
+    # real work: served and shadow predictions of every asset every tick, outcomes, learning,
+    # alerts drained by the parent (printed to its console) as many as one process sent
+    assert len(in_two["predictions"]) == TICKS * len(assets) * 2
+    assert {p[0] for p in in_two["outcomes"]} == set(assets)
+    assert {row[0] for row in in_two["learned"]} and in_two["alerts"]
+    assert sent_by_one > 0 and len(printed) == 2 * sent_by_one
+    assert len(in_two["runs"]) == (3 * len(assets) + 1) * TICKS
+    for table in in_one:
+        assert in_two[table] == in_one[table], table
+
+
+@pytest.mark.slow
+def test_a_parallel_replay_whose_worker_dies_stops_with_an_error_naming_its_assets(
+        tmp_path, make_settings):
+    import os
+    import signal
+
+    from signalcast.ops.replay_parallel import ParallelReplay, ReplayWorkerDied
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    settings = stored(make_settings(url))
+    engine = init_db(url)
+    now = seed_history(engine, settings, days=20)
+    with ParallelReplay(engine, settings, processes=2, job=JOB) as replay:
+        (first, _), (second, _) = replay._workers
+        assert first.is_alive() and second.is_alive()
+        os.kill(second.pid, signal.SIGKILL)
+        second.join(timeout=10)
+        with pytest.raises(ReplayWorkerDied) as died:
+            replay.tick(now)
+    assert f"the replay worker of {', '.join(replay.groups[1])} exited (code -9)" in str(died.value)
+    assert "started again from the same time skips them" in str(died.value)
+    assert not first.is_alive()  # closing the replay stopped the other worker

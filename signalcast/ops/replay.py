@@ -31,7 +31,7 @@ out).
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,8 +87,14 @@ class ReplayRunner:
     """Runs ticks of ``settings`` against ``engine`` in this process (see the module doc)."""
 
     def __init__(self, engine: Engine, settings: Settings, *, job: str = "replay",
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, assets: Collection[str] | None = None,
+                 drain: bool = True) -> None:
+        """``assets``: run the steps of these assets only (None: every configured one);
+        ``drain``: end each tick with the drain (a :class:`ParallelReplay` worker leaves it to
+        the parent, which drains once all assets of the tick are done)."""
         self.engine, self.settings, self.job, self.clock = engine, settings, job, clock
+        self.only = None if assets is None else set(assets)
+        self.drains = drain
         self.max_lost = settings.workers.max_lost_deliveries
         self.enqueuer = InlineEnqueuer(self)
         self._report: TickReport | None = None
@@ -113,11 +119,13 @@ class ReplayRunner:
         candle_time = last_closed_open_time(now, tf)
         published = utc(self.clock())
         deadline = tick_deadline(candle_time, tf, published)
-        assets = [a.symbol for a in self.settings.assets if a.timeframe == tf]
+        assets = [a.symbol for a in self.settings.assets
+                  if a.timeframe == tf and (self.only is None or a.symbol in self.only)]
         keys = {a: tick_key(self.job, a, candle_time) for a in assets}
         ids = {a: [f"{k}:ingest", f"{k}:predict", f"{k}:resolve"] for a, k in keys.items()}
-        drain_id = f"{tick_key(self.job, f'drain:{tf}', candle_time)}:alerts"
-        assets = self._record_enqueues(candle_time, deadline, published, assets, ids, drain_id)
+        drain_id = self._drain_id(tf, candle_time)
+        assets = self._record_enqueues(candle_time, deadline, published, assets, ids,
+                                       drain_id if self.drains else None)
         if not assets:
             return
         report.assets += assets
@@ -132,19 +140,51 @@ class ReplayRunner:
             self._run(ids[asset][2], "resolve", {"asset": asset, "now": when},
                       lambda a=asset: self._resolve(a, now))
             self.enqueuer.run_pending()
-        self.drain(drain_id)
+        if self.drains:
+            self.drain(drain_id)
+
+    def drain_tick(self, now: datetime, timeframes: Collection[str]) -> TickReport:
+        """The drain of a tick whose asset steps ran elsewhere (:class:`ParallelReplay`'s
+        workers) for ``timeframes``: its enqueue row and its run, as :meth:`tick` leaves
+        them."""
+        now = utc(now)
+        report = self._report = TickReport(now)
+        try:
+            for tf in sorted(timeframes):
+                candle_time = last_closed_open_time(now, tf)
+                published = utc(self.clock())
+                deadline = tick_deadline(candle_time, tf, published)
+                drain_id = self._drain_id(tf, candle_time)
+                with session_scope(self.engine) as session:
+                    upsert(session, ScheduledEnqueue,
+                           [self._enqueue_row(f"drain:{self.job}:{tf}", [drain_id], candle_time,
+                                              deadline, published)], keys=["job", "fire_time"])
+                self.drain(drain_id)
+        finally:
+            self._report = None
+            self._flush_runs()
+        return report
+
+    def _drain_id(self, tf: str, candle_time: datetime) -> str:
+        return f"{tick_key(self.job, f'drain:{tf}', candle_time)}:alerts"
+
+    @staticmethod
+    def _enqueue_row(job: str, task_ids: list[str], candle_time: datetime, deadline: datetime,
+                     published: datetime) -> dict[str, Any]:
+        return {"job": job, "fire_time": candle_time, "task_ids": task_ids, "status": "sent",
+                "deadline": deadline, "signature": {}, "enqueued_at": published,
+                "sent_at": published, "redos": 0}
 
     def _record_enqueues(self, candle_time: datetime, deadline: datetime, published: datetime,
                          assets: list[str], ids: dict[str, list[str]],
-                         drain_id: str) -> list[str]:
-        """The tick's ``scheduled_enqueues`` rows, in one transaction; the assets not recorded
-        before (``enqueue_once`` skips the others)."""
+                         drain_id: str | None) -> list[str]:
+        """The tick's ``scheduled_enqueues`` rows (the drain's too, unless ``drain_id`` is
+        None), in one transaction; the assets not recorded before (``enqueue_once`` skips the
+        others)."""
         tf_of = {a.symbol: a.timeframe for a in self.settings.assets}
 
         def row(job: str, task_ids: list[str]) -> dict[str, Any]:
-            return {"job": job, "fire_time": candle_time, "task_ids": task_ids,
-                    "status": "sent", "deadline": deadline, "signature": {},
-                    "enqueued_at": published, "sent_at": published, "redos": 0}
+            return self._enqueue_row(job, task_ids, candle_time, deadline, published)
 
         fresh = []
         with session_scope(self.engine) as session:
@@ -152,7 +192,7 @@ class ReplayRunner:
                 if upsert(session, ScheduledEnqueue, [row(f"{self.job}:{asset}", ids[asset])],
                           keys=["job", "fire_time"]):
                     fresh.append(asset)
-            if fresh:
+            if fresh and drain_id is not None:
                 upsert(session, ScheduledEnqueue,
                        [row(f"drain:{self.job}:{tf_of[fresh[0]]}", [drain_id])],
                        keys=["job", "fire_time"])
