@@ -82,10 +82,10 @@ def stored_settings(config_path: Path, db_url: str) -> Settings:
         update={"source": "stored"})}), settings.env, settings.source)
 
 
-def replay(path: str, config_path: Path, db: Path, t0, ticks: int, processes: int = 1) -> dict:
-    """``ticks`` ticks from ``t0`` through ``path`` on the database file ``db`` (in process:
+def replay(path: str, config_path: Path, db_url: str, t0, ticks: int,
+           processes: int = 1) -> dict:
+    """``ticks`` ticks from ``t0`` through ``path`` on the database at ``db_url`` (in process:
     in ``processes`` processes, ``signalcast replay --processes``)."""
-    db_url = f"sqlite:///{db}"
     settings = stored_settings(config_path, db_url)
     engine = init_db(db_url)
     seconds: list[float] = []
@@ -127,16 +127,57 @@ def replay(path: str, config_path: Path, db: Path, t0, ticks: int, processes: in
             "seconds": seconds}
 
 
-def copy_db(trained: Path, db: Path) -> None:
-    """A copy of the trained database, with its local artifact key (without it, every model
-    of the copy fails authentication and the replay measures fallbacks)."""
-    shutil.copyfile(trained, db)
-    key = trained.with_name(trained.name + ".artifact-key")
-    if key.exists():
-        shutil.copyfile(key, db.with_name(db.name + ".artifact-key"))
+class Store:
+    """Where the trained database lives and how a path gets its own copy: SQLite files in
+    ``tmp`` (the default), or Postgres databases next to ``postgres`` (``--postgres URL``:
+    copies are ``CREATE DATABASE ... TEMPLATE``; the artifact key comes from the environment,
+    as a Postgres deployment's does)."""
+
+    def __init__(self, tmp: Path, postgres: str | None) -> None:
+        self.tmp, self.postgres = tmp, postgres
+        if postgres:
+            import os
+
+            os.environ.setdefault("SIGNALCAST_ARTIFACT_KEY", "bench-replay-" + "0" * 48)
+            self._admin("signalcast_bench_trained")
+            self.trained_url = self._url("signalcast_bench_trained")
+        else:
+            self.trained_url = f"sqlite:///{tmp / 'trained.db'}"
+
+    def _url(self, name: str) -> str:
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.postgres).set(database=name).render_as_string(hide_password=False)
+
+    def _admin(self, name: str, template: str | None = None) -> None:
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(self.postgres, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {name}"
+                              + (f" TEMPLATE {template}" if template else "")))
+        admin.dispose()
+
+    def copy(self, name: str) -> str:
+        """A copy of the trained database for one path (SQLite: with its local artifact key;
+        without it every model of the copy fails authentication and the replay measures
+        fallbacks)."""
+        if self.postgres:
+            from signalcast.db.engine import dispose_engines
+
+            dispose_engines()  # a template must have no open connections
+            self._admin(f"signalcast_bench_{name}", "signalcast_bench_trained")
+            return self._url(f"signalcast_bench_{name}")
+        trained, db = self.tmp / "trained.db", self.tmp / f"{name}.db"
+        shutil.copyfile(trained, db)
+        key = trained.with_name(trained.name + ".artifact-key")
+        if key.exists():
+            shutil.copyfile(key, db.with_name(db.name + ".artifact-key"))
+        return f"sqlite:///{db}"
 
 
-def profile(config_path: Path, db: Path, t0, ticks: int) -> None:
+def profile(config_path: Path, db: str, t0, ticks: int) -> None:
     import cProfile
     import pstats
 
@@ -146,8 +187,9 @@ def profile(config_path: Path, db: Path, t0, ticks: int) -> None:
     profiler.disable()
     result.pop("seconds")
     print(json.dumps(result))
-    profiler.dump_stats(db.with_suffix(".prof"))
-    print(f"profile saved to {db.with_suffix('.prof')}")
+    out = Path(tempfile.gettempdir()) / "bench_replay.prof"
+    profiler.dump_stats(out)
+    print(f"profile saved to {out}")
     stats = pstats.Stats(profiler).sort_stats("cumulative")
     stats.print_stats(45)
     stats.sort_stats("tottime").print_stats(25)
@@ -166,6 +208,9 @@ def main() -> None:
                         help="in-process runs per routing.learn_every_candles value")
     parser.add_argument("--processes", default="", metavar="N,M",
                         help="run the in-process path once per process count, side by side")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="replay on Postgres databases made next to this one (e.g. "
+                             "postgresql://postgres@127.0.0.1:5432/test) instead of SQLite")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     learn_every = [int(n) for n in args.learn_every.split(",") if n]
@@ -175,8 +220,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="signalcast-replay-"))
     config_path = tmp / "replay.yaml"
     config_path.write_text(yaml.safe_dump(config(args.assets, shadows)))
-    trained = tmp / "trained.db"
-    db_url = f"sqlite:///{trained}"
+    store = Store(tmp, args.postgres)
+    db_url = store.trained_url
     settings = load_settings(config_path, database_url=db_url, broker_url=None,
                              telegram_token=None)
     engine = init_db(db_url)
@@ -196,8 +241,7 @@ def main() -> None:
     train_s = time.perf_counter() - started
     engine.dispose()
     if args.profile:
-        copy_db(trained, tmp / "profile.db")
-        profile(config_path, tmp / "profile.db", t0, args.profile)
+        profile(config_path, store.copy("profile"), t0, args.profile)
         return
     result = {"assets": args.assets, "targets": 3, "shadows": shadows,
               "train_s": round(train_s, 1), "paths": {}}
@@ -205,8 +249,7 @@ def main() -> None:
     if processes:
         for n in processes:
             name = f"inprocess_{n}_processes"
-            db = tmp / f"{name}.db"
-            copy_db(trained, db)
+            db = store.copy(name)
             result["paths"][name] = replay("inprocess", config_path, db, t0, args.ticks, n)
             result["paths"][name].pop("seconds")
             print(json.dumps({name: result["paths"][name]}), flush=True)
@@ -219,8 +262,7 @@ def main() -> None:
             name = f"inprocess_learn_every_{n}"
             path_config = tmp / f"{name}.yaml"
             path_config.write_text(yaml.safe_dump(config(args.assets, shadows, n)))
-            db = tmp / f"{name}.db"
-            copy_db(trained, db)
+            db = store.copy(name)
             result["paths"][name] = replay("inprocess", path_config, db, t0, args.ticks)
             result["paths"][name].pop("seconds")
             print(json.dumps({name: result["paths"][name]}), flush=True)
@@ -230,8 +272,7 @@ def main() -> None:
         return
     for path, ticks in (("inprocess", args.ticks), ("workers", args.worker_ticks)):
         if ticks:
-            db = tmp / f"{path}.db"
-            copy_db(trained, db)
+            db = store.copy(path)
             result["paths"][path] = replay(path, config_path, db, t0, ticks)
             seconds[path] = result["paths"][path].pop("seconds")
             print(json.dumps(result["paths"][path]), flush=True)
