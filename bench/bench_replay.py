@@ -263,24 +263,16 @@ def main() -> None:
     result = {"assets": args.assets, "targets": 3, "shadows": shadows,
               "train_s": round(train_s, 1), "paths": {}}
     seconds: dict[str, list[float]] = {}
-    if processes:
-        for n in processes:
-            name = f"inprocess_{n}_processes"
-            db = store.copy(name)
-            result["paths"][name] = replay("inprocess", config_path, db, t0, args.ticks, n)
-            result["paths"][name].pop("seconds")
-            print(json.dumps({name: result["paths"][name]}), flush=True)
-        print(json.dumps(result))
-        if args.json:
-            args.json.write_text(json.dumps(result, indent=2))
-        return
-    if learn_every:
-        for n in learn_every:
-            name = f"inprocess_learn_every_{n}"
-            path_config = tmp / f"{name}.yaml"
-            path_config.write_text(yaml.safe_dump(config(args.assets, shadows, n)))
-            db = store.copy(name)
-            result["paths"][name] = replay("inprocess", path_config, db, t0, args.ticks)
+    # side-by-side variants of the in-process path: process counts, learning cadences
+    variants = [(f"inprocess_{n}_processes", config_path, n) for n in processes]
+    for n in learn_every:
+        name = f"inprocess_learn_every_{n}"
+        variants.append((name, tmp / f"{name}.yaml", 1))
+        variants[-1][1].write_text(yaml.safe_dump(config(args.assets, shadows, n)))
+    if variants:
+        for name, path_config, n in variants:
+            result["paths"][name] = replay("inprocess", path_config, store.copy(name), t0,
+                                           args.ticks, n)
             result["paths"][name].pop("seconds")
             print(json.dumps({name: result["paths"][name]}), flush=True)
         print(json.dumps(result))

@@ -41,6 +41,27 @@ def stored(settings: Settings) -> Settings:
         update={"source": "stored"})}), settings.env, settings.source)
 
 
+def trained_pair(tmp_path, config, first: str, second: str, target: str):
+    """A short stored history with lightgbm and river trained on ``target`` for every asset of
+    ``config``, in the SQLite file ``first``, copied to ``second`` (the artifact key comes from
+    the tests' environment): (settings and engine of ``first``, the first tick's time)."""
+    from signalcast.pipeline.ingest import ingest_asset
+
+    url = f"sqlite:///{tmp_path / first}"
+    settings = load_settings(config, database_url=url, broker_url=None, telegram_token=None)
+    engine = init_db(url)
+    t0 = seed_history(engine, settings)
+    with session_scope(engine) as session:  # the candles the ticks will read
+        for asset in settings.assets:
+            ingest_asset(session, settings, asset.symbol, t0 + timedelta(hours=TICKS + 1))
+    for asset in settings.assets:
+        for family in ("lightgbm", "river"):
+            train_model(engine, settings, asset.symbol, target, family, now=t0)
+    engine.dispose()
+    shutil.copyfile(tmp_path / first, tmp_path / second)
+    return settings, engine, t0
+
+
 def snapshot(engine) -> dict[str, list]:
     """What a replay stored, without wall-clock times and row ids."""
     with session_scope(engine, readonly=True) as session:
@@ -91,20 +112,8 @@ def test_in_process_replay_stores_what_the_celery_replay_stores(tmp_path):
         # batches of 6 candles' wait so that several batches fall inside the 30 ticks
         "routing": {"default": {"shadows": ["river"]}, "learn_every_candles": 6},
     })
-    celery_db, inline_db = tmp_path / "celery.db", tmp_path / "inline.db"
-    url = f"sqlite:///{celery_db}"
-    settings = load_settings(config, database_url=url, broker_url=None, telegram_token=None)
-    engine = init_db(url)
-    t0 = seed_history(engine, settings)
-    end = t0 + timedelta(hours=TICKS + 1)
-    with session_scope(engine) as session:  # the candles the ticks will read
-        from signalcast.pipeline.ingest import ingest_asset
-
-        ingest_asset(session, settings, ASSET, end)
-    for family in ("lightgbm", "river"):
-        train_model(engine, settings, ASSET, "1pct_12", family, now=t0)
-    engine.dispose()
-    shutil.copyfile(celery_db, inline_db)
+    settings, engine, t0 = trained_pair(tmp_path, config, "celery.db", "inline.db", "1pct_12")
+    inline_db = tmp_path / "inline.db"
 
     delay = timedelta(seconds=settings.schedule.predict_delay_seconds)
     times = [t0 + timedelta(hours=i) + delay for i in range(TICKS)]
@@ -229,22 +238,8 @@ def test_a_replay_in_two_processes_stores_what_one_process_stores(tmp_path):
         "alerts": {"console": True, "console_kinds": ["signal", "outcome"],
                    "max_signal_age_seconds": 10**9, "chat_interval_seconds": 0},
     })
-    one_db, two_db = tmp_path / "one.db", tmp_path / "two.db"
-    url = f"sqlite:///{one_db}"
-    settings = load_settings(config, database_url=url, broker_url=None, telegram_token=None)
-    engine = init_db(url)
-    t0 = seed_history(engine, settings)
-    end = t0 + timedelta(hours=TICKS + 1)
-    with session_scope(engine) as session:
-        from signalcast.pipeline.ingest import ingest_asset
-
-        for asset in assets:
-            ingest_asset(session, settings, asset, end)
-    for asset in assets:
-        for family in ("lightgbm", "river"):
-            train_model(engine, settings, asset, "0.5pct_12", family, now=t0)
-    engine.dispose()
-    shutil.copyfile(one_db, two_db)  # (the artifact key comes from the tests' environment)
+    settings, engine, t0 = trained_pair(tmp_path, config, "one.db", "two.db", "0.5pct_12")
+    two_db = tmp_path / "two.db"
 
     delay = timedelta(seconds=settings.schedule.predict_delay_seconds)
     times = [t0 + timedelta(hours=i) + delay for i in range(TICKS)]
