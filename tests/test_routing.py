@@ -37,7 +37,12 @@ from signalcast.models import registry
 from signalcast.models.artifact import ArtifactIdentity, ServedModel, sha256, sign
 from signalcast.models.base import SignalModel
 from signalcast.models.calibration import SigmoidCalibrator
-from signalcast.pipeline.predict import predict_asset
+from signalcast.pipeline.predict import (
+    plan_predictions,
+    predict_asset,
+    predict_candle,
+    store_predictions,
+)
 from signalcast.routing.breaker import CLOSED, HALF_OPEN, OPEN, Breakers, state_at
 from signalcast.routing.overrides import clear_override, set_override
 from tests.conftest import SMALL_CONFIG, seed_history, write_config
@@ -166,8 +171,8 @@ def make_env(db_url: str, tmp_path: Path, routing: dict | None = None, days: int
 
 
 def predict(engine, settings, candle, asset: str = BTC):
-    with session_scope(engine) as session:
-        return predict_asset(session, settings, asset, candle)
+    """As the predict task does: decided in a read-only transaction, written in a short one."""
+    return predict_candle(engine, settings, asset, candle)
 
 
 def rows_at(engine, candle, target: str = T1) -> dict[int, Prediction]:
@@ -514,3 +519,36 @@ def test_cli_changes_and_shows_routing_at_run_time(sqlite_url, tmp_path, test_fa
                             env={**env, "SIGNALCAST_CONFIG": config})
     assert refused.exit_code != 0
     assert "needs an A/B challenger" in str(refused.exception)
+
+
+def test_a_prediction_decided_while_another_run_stored_it_doubles_nothing(db_url, tmp_path,
+                                                                           test_families):
+    """The predict task decides in a read-only transaction and writes after: runs that store in
+    between (a redelivery of the same candle, the next candle) win. One served row per target,
+    one alert per chat, and the late run's breaker change does not undo a newer one (the
+    exploding shadow's breaker, opened at the next candle, stays open)."""
+    engine, settings, now = make_env(db_url, tmp_path, {
+        "default": {"shadows": ["const_c", "exploding"], "breaker_failures": 2}})
+    add_version(engine, "const", role="champion", p=0.9)
+    add_version(engine, "const_c", p=0.5)
+    exploding = add_version(engine, "exploding")
+    candle = last_closed_open_time(now, "1h")
+    earlier = candle - timedelta(hours=1)
+
+    with session_scope(engine, readonly=True) as session:  # this run decides ...
+        plan = plan_predictions(session, settings, BTC, earlier, defer=True)
+    assert plan.breaker_writes  # the exploding shadow's failure, not written yet
+    with session_scope(engine) as session:  # ... other runs decide and store meanwhile
+        other = predict_asset(session, settings, BTC, earlier)
+        predict_asset(session, settings, BTC, candle)  # the second failure opens the breaker
+    with session_scope(engine) as session:  # ... then this one stores
+        late = store_predictions(session, settings, plan)
+
+    assert other.predictions > 0 and late.predictions == 0 and late.alerts == 0
+    rows = rows_at(engine, earlier)
+    assert sum(r.served for r in rows.values()) == 1 and len(rows) == 2  # + the const_c shadow
+    signals = outbox(engine, "signal")
+    assert len(signals) == len({(a.chat_id, a.target, a.candle_time) for a in signals}) > 0
+    with session_scope(engine, readonly=True) as session:
+        breaker = session.get(ModelBreaker, exploding.id)
+    assert (breaker.state, breaker.failures, breaker.last_candle) == (OPEN, 2, candle)

@@ -248,22 +248,20 @@ class ReplayRunner:
 
     def _predict(self, asset: str, candle_time: datetime,
                  deadline: str) -> dict:
-        from signalcast.pipeline.predict import predict_asset
+        from signalcast.pipeline.predict import predict_candle
 
         if datetime.now(UTC) > datetime.fromisoformat(deadline):
             why = (f"too late: the tick's deadline {deadline} passed (the candle's next close); "
                    "a signal now would carry the price levels of then")
             return {"asset": asset, "candle_time": candle_time.isoformat(), "predictions": 0,
                     "alerts": 0, "skipped": {"*": why}, "expired": True}
-        with session_scope(self.engine) as session:
-            return predict_asset(session, self.settings, asset, candle_time).to_dict()
+        return predict_candle(self.engine, self.settings, asset, candle_time).to_dict()
 
     def _resolve(self, asset: str, now: datetime) -> dict:
         from signalcast.pipeline.learn import learn_from_outcomes
-        from signalcast.pipeline.resolve import resolve_outcomes
+        from signalcast.pipeline.resolve import resolve_asset
 
-        with session_scope(self.engine) as session:
-            outcomes = resolve_outcomes(session, self.settings, asset, now)
+        outcomes = resolve_asset(self.engine, self.settings, asset, now)
         learned = learn_from_outcomes(self.engine, self.settings, asset, now,
                                       enqueuer=self.enqueuer)
         return {"asset": asset, "outcomes": outcomes, "online": learned.to_dict()}

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from signalcast.alerts.gate import signal_gate
@@ -22,17 +23,19 @@ from signalcast.alerts.rules import (
     queue_signal_alerts,
     signal_payload,
 )
-from signalcast.config import Settings
+from signalcast.config import AssetConfig, Settings, TargetConfig
 from signalcast.core.errors import ArtifactError, DataError
 from signalcast.core.timeframes import utc
 from signalcast.core.versions import VersionRef, label
 from signalcast.db.candles import read_candles
+from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelVersion, Prediction
 from signalcast.db.upsert import upsert
 from signalcast.features import FEATURE_SET, MAX_LOOKBACK, feature_names, latest_features
 from signalcast.lifecycle.states import artifact_by_sha256
 from signalcast.models.artifact import ArtifactIdentity, ArtifactKeys, ServedModel, load_artifact
 from signalcast.pipeline.model_cache import DEFAULT_BYTES, ModelCache
+from signalcast.routing.breaker import apply_pending
 from signalcast.routing.router import Decision, ModelOutput, Router, model_output
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,45 @@ class PredictResult:
 
 def predict_asset(session: Session, settings: Settings, asset: str,
                   candle_time: datetime) -> PredictResult:
+    """Predict every target of ``asset`` at ``candle_time`` in ``session``'s transaction; the
+    tasks use :func:`predict_candle` (the same, its reads and model calls outside the write
+    transaction)."""
+    return store_predictions(session, settings,
+                             plan_predictions(session, settings, asset, candle_time))
+
+
+def predict_candle(engine: Engine, settings: Settings, asset: str,
+                   candle_time: datetime) -> PredictResult:
+    """:func:`predict_asset` in two transactions: the reads, the features, the routing and the
+    model calls in a read-only one, then the rows, the breaker changes and the alerts in a
+    short write one. On SQLite a write transaction holds the file's one write lock from its
+    start (``BEGIN IMMEDIATE``), so model calls inside it made every other process wait (a
+    second predict worker, a parallel replay). What another run of the same prediction stored
+    in between wins (:func:`store_predictions`), so nothing is doubled."""
+    with session_scope(engine, readonly=True) as session:
+        plan = plan_predictions(session, settings, asset, candle_time, defer=True)
+    with session_scope(engine) as session:
+        return store_predictions(session, settings, plan)
+
+
+@dataclass
+class PredictPlan:
+    """What a prediction decided from its reads and model calls; :func:`store_predictions`
+    writes it."""
+
+    result: PredictResult
+    asset: AssetConfig
+    price: float = float("nan")
+    decisions: list[tuple[TargetConfig, Decision]] = field(default_factory=list)
+    recorded: dict[str, dict[int, bool]] = field(default_factory=dict)  # stored before
+    breaker_writes: list | None = None  # deferred breaker changes (None: written already)
+
+
+def plan_predictions(session: Session, settings: Settings, asset: str, candle_time: datetime,
+                     *, defer: bool = False) -> PredictPlan:
+    """Read, compute the features once and let the router decide every target (model calls
+    included). ``defer``: write nothing (breaker changes are kept in the plan), for a
+    read-only transaction."""
     asset_cfg = settings.asset(asset)
     candle_time = utc(candle_time)
     candles = read_candles(session, asset_cfg.symbol, asset_cfg.timeframe, end=candle_time,
@@ -118,35 +160,62 @@ def predict_asset(session: Session, settings: Settings, asset: str,
     if candles.empty or candles.index[-1] != candle_time:
         raise DataError(f"{asset_cfg.symbol}: candle {candle_time.isoformat()} is not stored; "
                         "ingest it before predicting")
-    result = PredictResult(asset_cfg.symbol, candle_time)
+    plan = PredictPlan(PredictResult(asset_cfg.symbol, candle_time), asset_cfg)
     if len(candles) < MAX_LOOKBACK + 1:
-        result.skipped = {t.key: f"needs {MAX_LOOKBACK + 1} candles of history, has "
-                          f"{len(candles)}" for t in settings.targets}
-        return result
+        plan.result.skipped = {t.key: f"needs {MAX_LOOKBACK + 1} candles of history, has "
+                               f"{len(candles)}" for t in settings.targets}
+        return plan
     x = latest_features(candles, asset_cfg.timeframe).reshape(1, -1)
     keys = settings.artifact_keys  # no key: a ConfigError, not a fallback (nothing could serve)
-    price = float(candles["close"].iloc[-1])
+    plan.price = float(candles["close"].iloc[-1])
 
     def predict(version: VersionRef) -> ModelOutput:
         return model_output(routed_model(session, version, keys), x)
 
+    plan.recorded = _recorded(session, settings, asset_cfg.symbol, candle_time)
+    router = Router(session, settings, asset_cfg.symbol, candle_time, lock=not defer,
+                    defer=defer)
+    for target in settings.targets:
+        before = plan.recorded.get(target.key, {})
+        plan.decisions.append((target, router.decide(
+            target.key, predict, already_served=any(before.values()), recorded=set(before))))
+    plan.breaker_writes = router.breakers.pending
+    return plan
+
+
+def _recorded(session: Session, settings: Settings, asset: str,
+              candle_time: datetime) -> dict[str, dict[int, bool]]:
+    """Per target: the versions with a stored prediction at ``candle_time`` (and whether it
+    was served)."""
     recorded: dict[str, dict[int, bool]] = {}
     for target_key, version_id, served in session.exec(
             select(Prediction.target, Prediction.model_version_id, Prediction.served).where(
-                Prediction.asset == asset_cfg.symbol,  # the targets too: the lookup index
-                Prediction.target.in_([t.key for t in settings.targets]),  # applies
+                Prediction.asset == asset,  # the targets too: the lookup index applies
+                Prediction.target.in_([t.key for t in settings.targets]),
                 Prediction.candle_time == candle_time)):
         recorded.setdefault(target_key, {})[version_id] = served
+    return recorded
 
-    router = Router(session, settings, asset_cfg.symbol, candle_time)
+
+def store_predictions(session: Session, settings: Settings, plan: PredictPlan) -> PredictResult:
+    """Write what ``plan`` decided: its rows (keyed, so a rerun inserts nothing), its breaker
+    changes and its alerts. A plan decided in an earlier transaction (``defer``) first looks
+    again at what is stored: a target another run served meanwhile keeps that run's served
+    row and alerts (this plan adds only its shadow rows, which the keys dedupe)."""
+    result, asset_cfg, candle_time = plan.result, plan.asset, plan.result.candle_time
+    recorded = plan.recorded
+    if plan.breaker_writes is not None:
+        apply_pending(session, plan.breaker_writes)
+        recorded = _recorded(session, settings, asset_cfg.symbol, candle_time)
     rows: list[dict] = []
-    for target in settings.targets:
-        before = recorded.get(target.key, {})
-        decision = router.decide(target.key, predict, already_served=any(before.values()),
-                                 recorded=set(before))
-        rows += _prediction_rows(asset_cfg.symbol, candle_time, decision)
-        if any(before.values()):
-            continue  # decided by an earlier run: its alerts were queued with it
+    for target, decision in plan.decisions:
+        target_rows = _prediction_rows(asset_cfg.symbol, candle_time, decision)
+        if any(recorded.get(target.key, {}).values()):
+            # decided by an earlier run (its alerts were queued with it), or by one that
+            # stored first while this plan was made: its served row stands
+            rows += [r for r in target_rows if not r["served"]]
+            continue
+        rows += target_rows
         if decision.fallback:
             result.fallbacks[target.key] = decision.fallback
             log.warning("%s %s at %s: fallback: %s", asset_cfg.symbol, target.key,
@@ -168,7 +237,7 @@ def predict_asset(session: Session, settings: Settings, asset: str,
         if decision.output.conflict:
             result.conflicts.append(target.key)
         payload = signal_payload(asset_cfg.symbol, asset_cfg.timeframe, target, decision.served,
-                                 candle_time, price, decision.output.p_up,
+                                 candle_time, plan.price, decision.output.p_up,
                                  decision.output.down)
         if payload is not None:
             payload.update(fallback=decision.fallback, conflict=decision.output.conflict)
@@ -176,8 +245,7 @@ def predict_asset(session: Session, settings: Settings, asset: str,
                                decision.served.id)
             if not gate.open:  # recorded, not alerted: the served row says why
                 result.held[target.key] = gate.reason
-                served_row = rows[len(rows) - 1 - len(decision.unserved)]
-                served_row["alert_held"] = gate.reason[:200]
+                target_rows[0]["alert_held"] = gate.reason[:200]  # the served row is first
                 continue
             result.alerts += queue_signal_alerts(session, settings, payload, gate=gate)
     if rows:

@@ -17,12 +17,14 @@ from datetime import datetime
 
 import pandas as pd
 from sqlalchemy import exists
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from signalcast.alerts.rules import queue_outcome_alerts
 from signalcast.config import Settings
 from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
 from signalcast.db.candles import read_candles
+from signalcast.db.engine import session_scope
 from signalcast.db.tables import Outcome, Prediction
 from signalcast.db.upsert import dialect_insert
 from signalcast.features import PENDING, first_touch_labels
@@ -67,20 +69,44 @@ def resolve_outcomes(session: Session, settings: Settings, asset: str, now: date
     (a level touched, or the horizon passed). Only candles closed at ``now`` are used, so a
     replay over stored history never peeks. Predictions older than the target's horizon plus
     :data:`RESOLVE_CATCH_UP` candles are left to a call with an earlier ``since``.
-    Returns the number of outcomes added."""
+    Returns the number of outcomes added. Everything in ``session``'s transaction; the tasks
+    use :func:`resolve_asset` (the same, its reads outside the write transaction)."""
+    return store_outcomes(session, settings, resolved_rows(session, settings, asset, now,
+                                                           since=since))
+
+
+def resolve_asset(engine: Engine, settings: Settings, asset: str, now: datetime, *,
+                  since: datetime | None = None) -> int:
+    """:func:`resolve_outcomes` in two transactions: the reads and the labelling in a read-only
+    one, then the inserts and their alerts in a short write one. On SQLite a write transaction
+    holds the file's one write lock from its start (``BEGIN IMMEDIATE``), so labelling inside it
+    made every other process wait (a parallel replay, a second worker). Nothing is lost by the
+    split: an outcome is a fact of stored candles, and a row another run inserted meanwhile is
+    skipped (``ON CONFLICT DO NOTHING``) with its alert, as before."""
+    with session_scope(engine, readonly=True) as session:
+        rows = resolved_rows(session, settings, asset, now, since=since)
+    if not rows:
+        return 0
+    with session_scope(engine) as session:
+        return store_outcomes(session, settings, rows)
+
+
+def resolved_rows(session: Session, settings: Settings, asset: str, now: datetime, *,
+                  since: datetime | None = None) -> list[dict]:
+    """The outcome rows :func:`resolve_outcomes` would insert (reads only), in target order."""
     asset_cfg = settings.asset(asset)
     newest = last_closed_open_time(now, asset_cfg.timeframe)
     step = timeframe_to_timedelta(asset_cfg.timeframe)
-    inserted: list[dict] = []
     since_of = {t.key: since if since is not None else newest - (t.horizon + RESOLVE_CATCH_UP)
                 * step for t in settings.targets}
     pending = pending_by_target(session, asset_cfg.symbol, since_of, newest)
     if not pending:
-        return 0
+        return []
     # One read for every target: from the oldest pending candle of any; each target labels
     # the part of it from its own oldest pending candle (the frame it would have read alone).
     history = read_candles(session, asset_cfg.symbol, asset_cfg.timeframe,
                            start=min(times[0] for times in pending.values()), end=newest)
+    rows = []
     for target in settings.targets:
         open_times = pending.get(target.key)
         if not open_times:
@@ -91,7 +117,6 @@ def resolve_outcomes(session: Session, settings: Settings, asset: str, now: date
         labels = first_touch_labels(candles, target.pct, target.horizon)
         at = {t: i for i, t in enumerate(labels.index)}
         label_col, bars_col = labels["label"].to_numpy(), labels["bars"].to_numpy()
-        rows = []
         for candle_time in open_times:
             i = at.get(pd.Timestamp(utc(candle_time)))
             if i is None:
@@ -102,7 +127,15 @@ def resolve_outcomes(session: Session, settings: Settings, asset: str, now: date
             rows.append({"asset": asset_cfg.symbol, "target": target.key,
                          "candle_time": candle_time, "label": int(label_col[i]),
                          "bars": int(bars_col[i]), "resolved_at": now})
-        inserted += _insert_new(session, rows)
+    return rows
+
+
+def store_outcomes(session: Session, settings: Settings, rows: list[dict]) -> int:
+    """Insert outcome ``rows`` (one statement per target; a row whose key exists is skipped) and
+    queue the alerts of the ones this call inserted; returns how many it inserted."""
+    inserted: list[dict] = []
+    for target in settings.targets:
+        inserted += _insert_new(session, [r for r in rows if r["target"] == target.key])
     queue_outcome_alerts(session, settings, inserted)
     return len(inserted)
 

@@ -48,8 +48,13 @@ def state_at(breaker: BreakerState, at: datetime, policy: RoutePolicy) -> str:
 class Breakers:
     """The breakers of the versions one prediction may use."""
 
-    def __init__(self, session: Session, version_ids: Iterable[int], *, lock: bool = True):
+    def __init__(self, session: Session, version_ids: Iterable[int], *, lock: bool = True,
+                 defer: bool = False):
+        """``defer``: keep the state changes in :attr:`pending` instead of writing them (a
+        prediction deciding in a read-only transaction writes them later with
+        :func:`apply_pending`)."""
         self.session = session
+        self.pending: list[tuple[int, BreakerState]] | None = [] if defer else None
         ids = sorted(set(version_ids))
         query = select(ModelBreaker).where(ModelBreaker.model_version_id.in_(ids))
         rows = session.exec(query.with_for_update() if lock else query).all() if ids else []
@@ -90,12 +95,43 @@ class Breakers:
 
     def _write(self, version_id: int, state: BreakerState) -> None:
         self._states[version_id] = state
-        upsert(self.session, ModelBreaker, [{
-            "model_version_id": version_id, "state": state.state, "failures": state.failures,
-            "opened_at": state.opened_at, "last_candle": state.last_candle,
-            "last_error": state.last_error, "updated_at": utcnow()}],
-            keys=["model_version_id"],
-            update=["state", "failures", "opened_at", "last_candle", "last_error", "updated_at"])
+        if self.pending is not None:
+            self.pending.append((version_id, state))
+            return
+        _store(self.session, version_id, state)
+
+
+def apply_pending(session: Session, pending: list[tuple[int, BreakerState]]) -> int:
+    """Write state changes decided on an earlier, read-only look (:class:`Breakers` with
+    ``defer``), each unless its candle was counted meanwhile (a run of the same prediction
+    that wrote first): the rows are read again, locked on Postgres, so a candle still counts
+    at most once. Returns how many were written."""
+    if not pending:
+        return 0
+    ids = sorted({version_id for version_id, _ in pending})
+    rows = session.exec(select(ModelBreaker).where(ModelBreaker.model_version_id.in_(ids))
+                        .with_for_update()).all()
+    stored = {row.model_version_id: BreakerState(row.state, row.failures, row.opened_at,
+                                                 row.last_candle, row.last_error)
+              for row in rows}
+    written = 0
+    for version_id, state in pending:
+        current = stored.get(version_id, BreakerState())
+        if state.last_candle is not None and _counted(current, state.last_candle):
+            continue
+        _store(session, version_id, state)
+        stored[version_id] = state
+        written += 1
+    return written
+
+
+def _store(session: Session, version_id: int, state: BreakerState) -> None:
+    upsert(session, ModelBreaker, [{
+        "model_version_id": version_id, "state": state.state, "failures": state.failures,
+        "opened_at": state.opened_at, "last_candle": state.last_candle,
+        "last_error": state.last_error, "updated_at": utcnow()}],
+        keys=["model_version_id"],
+        update=["state", "failures", "opened_at", "last_candle", "last_error", "updated_at"])
 
 
 def _counted(breaker: BreakerState, at: datetime) -> bool:

@@ -205,12 +205,15 @@ class Router:
     """Routes every target of one asset at one candle (see the module docstring)."""
 
     def __init__(self, session: Session, settings: Settings, asset: str,
-                 candle_time: datetime, *, lock: bool = True):
+                 candle_time: datetime, *, lock: bool = True, defer: bool = False):
+        """``defer``: breaker changes are kept in ``breakers.pending``, not written (a
+        read-only decision; :func:`signalcast.routing.breaker.apply_pending` writes them)."""
         self.session, self.settings = session, settings
         self.asset, self.candle_time = asset, candle_time
         self._servable = version_rows(session, asset)
         self._overrides = overrides_for(session, asset)
-        self.breakers = Breakers(session, [v.id for v in self._servable], lock=lock)
+        self.breakers = Breakers(session, [v.id for v in self._servable], lock=lock,
+                                 defer=defer)
 
     def policy(self, target: str) -> RoutePolicy:
         return apply_override(self.settings.routing.policy(target), self._overrides.get(target))

@@ -83,7 +83,7 @@ def ingest(self: Task, asset: str, now: str) -> dict:
 def predict(self: Task, asset: str, candle_time: str, deadline: str | None = None) -> dict:
     """Predict ``asset`` at ``candle_time``; after ``deadline`` (the tick's: the candle's next
     close) nothing is predicted and the run says why."""
-    from signalcast.pipeline.predict import predict_asset
+    from signalcast.pipeline.predict import predict_candle
 
     args = {"asset": asset, "candle_time": candle_time}
     with _recorded(self, "predict", args) as run:
@@ -94,20 +94,19 @@ def predict(self: Task, asset: str, candle_time: str, deadline: str | None = Non
             run.result = {"asset": asset, "candle_time": candle_time, "predictions": 0,
                           "alerts": 0, "skipped": {"*": why}, "expired": True}
             return run.result
-        with session_scope(_engine()) as session:
-            run.result = predict_asset(session, get_settings(), asset, _when(candle_time)).to_dict()
+        run.result = predict_candle(_engine(), get_settings(), asset,
+                                    _when(candle_time)).to_dict()
         return run.result
 
 
 @app.task(name="signalcast.resolve", bind=True, **RETRY)
 def resolve(self: Task, asset: str, now: str) -> dict:
     from signalcast.pipeline.learn import learn_from_outcomes
-    from signalcast.pipeline.resolve import resolve_outcomes
+    from signalcast.pipeline.resolve import resolve_asset
     from signalcast.tasks.enqueuer import CeleryEnqueuer
 
     with _recorded(self, "resolve", {"asset": asset, "now": now}) as run:
-        with session_scope(_engine()) as session:
-            outcomes = resolve_outcomes(session, get_settings(), asset, _when(now))
+        outcomes = resolve_asset(_engine(), get_settings(), asset, _when(now))
         learned = learn_from_outcomes(_engine(), get_settings(), asset, _when(now),
                                       enqueuer=CeleryEnqueuer())
         run.result = {"asset": asset, "outcomes": outcomes, "online": learned.to_dict()}
