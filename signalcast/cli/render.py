@@ -30,7 +30,7 @@ def render_status(data: dict[str, Any], console: Console, brief: bool = False) -
     if data["targets"]:
         results = Table(title="served predictions")
         for col in ("asset", "target", "predictions", "resolved", "hit rate", "always maj",
-                    "alerts sent"):
+                    "signals sent"):
             results.add_column(col, justify="left" if col in ("asset", "target") else "right")
         for t in data["targets"]:
             rate = "-" if t["hit_rate"] is None else f"{t['hit_rate']:.0%}"

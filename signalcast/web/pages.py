@@ -115,7 +115,7 @@ def overview_page(status: dict[str, Any], targets: list[str],
                str(t["alerts_sent"]), str(held.get((t["asset"], t["target"]), 0))]
               for t in status["targets"]]
     parts.append("<section><h2>Served predictions</h2>" + _table(
-        ["asset", "target", "predictions", "resolved", "expired", "hit rate", "alerts sent",
+        ["asset", "target", "predictions", "resolved", "expired", "hit rate", "signals sent",
          "held"], served, numeric={2, 3, 4, 5, 6, 7}, table_id="served") + "</section>")
     alert_rows = [[escape(k), str(v)] for k, v in sorted(status["alerts"].items())]
     task_rows = [[escape(name)] + [str(counts.get(s, 0)) for s in ("running", "done", "failed")]
