@@ -42,8 +42,7 @@ def replay(
              "~0.5 s more per tick")] = False,
     processes: Annotated[int, typer.Option(
         min=1, help="processes for the in-process replay: the assets split among them, ticks "
-                    "in lockstep (same results; pays on Postgres, not on SQLite, whose one "
-                    "write lock the steps take turns on)")] = 1,
+                    "in lockstep (same results; up to one asset per process)")] = 1,
     config: ConfigOpt = None,
 ) -> None:
     """Replay the tick loop over stored history (e.g. a loaded CSV) on a simulated clock."""
