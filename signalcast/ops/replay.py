@@ -116,9 +116,7 @@ class ReplayRunner:
         return report
 
     def _tick_timeframe(self, now: datetime, tf: str, report: TickReport) -> None:
-        candle_time = last_closed_open_time(now, tf)
-        published = utc(self.clock())
-        deadline = tick_deadline(candle_time, tf, published)
+        candle_time, published, deadline = self._tick_times(now, tf)
         assets = [a.symbol for a in self.settings.assets
                   if a.timeframe == tf and (self.only is None or a.symbol in self.only)]
         keys = {a: tick_key(self.job, a, candle_time) for a in assets}
@@ -151,9 +149,7 @@ class ReplayRunner:
         report = self._report = TickReport(now)
         try:
             for tf in sorted(timeframes):
-                candle_time = last_closed_open_time(now, tf)
-                published = utc(self.clock())
-                deadline = tick_deadline(candle_time, tf, published)
+                candle_time, published, deadline = self._tick_times(now, tf)
                 drain_id = self._drain_id(tf, candle_time)
                 with session_scope(self.engine) as session:
                     upsert(session, ScheduledEnqueue,
@@ -164,6 +160,12 @@ class ReplayRunner:
             self._report = None
             self._flush_runs()
         return report
+
+    def _tick_times(self, now: datetime, tf: str) -> tuple[datetime, datetime, datetime]:
+        """(the tick's candle, when it is published, its deadline) for timeframe ``tf``."""
+        candle_time = last_closed_open_time(now, tf)
+        published = utc(self.clock())
+        return candle_time, published, tick_deadline(candle_time, tf, published)
 
     def _drain_id(self, tf: str, candle_time: datetime) -> str:
         return f"{tick_key(self.job, f'drain:{tf}', candle_time)}:alerts"

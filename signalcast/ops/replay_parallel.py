@@ -69,7 +69,6 @@ class ParallelReplay:
 
     def __init__(self, engine: Engine, settings: Settings, *, processes: int,
                  job: str = "replay") -> None:
-        self.settings = settings
         self.groups = asset_groups(settings, processes)
         self._drainer = ReplayRunner(engine, settings, job=job, assets=(), drain=True)
         self._timeframe = {a.symbol: a.timeframe for a in settings.assets}

@@ -98,40 +98,25 @@ class Breakers:
         if self.pending is not None:
             self.pending.append((version_id, state))
             return
-        _store(self.session, version_id, state)
+        upsert(self.session, ModelBreaker, [{
+            "model_version_id": version_id, "state": state.state, "failures": state.failures,
+            "opened_at": state.opened_at, "last_candle": state.last_candle,
+            "last_error": state.last_error, "updated_at": utcnow()}],
+            keys=["model_version_id"],
+            update=["state", "failures", "opened_at", "last_candle", "last_error", "updated_at"])
 
 
-def apply_pending(session: Session, pending: list[tuple[int, BreakerState]]) -> int:
+def apply_pending(session: Session, pending: list[tuple[int, BreakerState]]) -> None:
     """Write state changes decided on an earlier, read-only look (:class:`Breakers` with
     ``defer``), each unless its candle was counted meanwhile (a run of the same prediction
     that wrote first): the rows are read again, locked on Postgres, so a candle still counts
-    at most once. Returns how many were written."""
+    at most once and a newer candle's state is never undone."""
     if not pending:
-        return 0
-    ids = sorted({version_id for version_id, _ in pending})
-    rows = session.exec(select(ModelBreaker).where(ModelBreaker.model_version_id.in_(ids))
-                        .with_for_update()).all()
-    stored = {row.model_version_id: BreakerState(row.state, row.failures, row.opened_at,
-                                                 row.last_candle, row.last_error)
-              for row in rows}
-    written = 0
+        return
+    breakers = Breakers(session, [version_id for version_id, _ in pending])
     for version_id, state in pending:
-        current = stored.get(version_id, BreakerState())
-        if state.last_candle is not None and _counted(current, state.last_candle):
-            continue
-        _store(session, version_id, state)
-        stored[version_id] = state
-        written += 1
-    return written
-
-
-def _store(session: Session, version_id: int, state: BreakerState) -> None:
-    upsert(session, ModelBreaker, [{
-        "model_version_id": version_id, "state": state.state, "failures": state.failures,
-        "opened_at": state.opened_at, "last_candle": state.last_candle,
-        "last_error": state.last_error, "updated_at": utcnow()}],
-        keys=["model_version_id"],
-        update=["state", "failures", "opened_at", "last_candle", "last_error", "updated_at"])
+        if state.last_candle is None or not _counted(breakers.get(version_id), state.last_candle):
+            breakers._write(version_id, state)
 
 
 def _counted(breaker: BreakerState, at: datetime) -> bool:
