@@ -65,10 +65,10 @@ def features(candles) -> pd.DataFrame:
 
 def test_names_are_stable_unique_and_match_columns(features):
     names = feature_names()
-    assert FEATURE_SET == "v1"
+    assert FEATURE_SET == "v2"
     assert names == feature_names()  # stable order
     assert len(names) == len(set(names))
-    assert 40 <= len(names) <= 60
+    assert 40 <= len(names) <= 70
     assert list(features.columns) == names
     assert all(features.dtypes == np.float64)
 

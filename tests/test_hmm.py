@@ -74,11 +74,11 @@ def test_regimes_are_named_by_volatility_and_stable_across_seeds():
     named = []
     for model in models:
         assert model.regime_names == ("calm", "normal", "turbulent")
-        assert np.all(np.diff(model.sigma_) > 0)
+        assert np.all(np.diff(model.volatility_) > 0)
         named.append(model.regime_probabilities(X).argmax(axis=1))
     for other in named[1:]:
         assert np.mean(other == named[0]) > 0.95
-    np.testing.assert_allclose(models[1].sigma_, models[0].sigma_, rtol=0.05)
+    np.testing.assert_allclose(models[1].volatility_, models[0].volatility_, rtol=0.05)
 
 
 def test_filtered_regimes_recover_the_hidden_market_regimes():
@@ -144,3 +144,42 @@ def test_hybrid_gives_lightgbm_the_regime_probabilities_as_extra_columns():
 def test_hybrid_rejects_a_seed_inside_its_parts():
     with pytest.raises(ValueError, match="one seed"):
         registry.create("hmm_lightgbm", hmm={"seed": 4})
+
+
+def test_the_range_tells_the_regimes_apart_better_than_returns_alone():
+    _, X, truth = market()
+    expected = np.array([TRUE_TO_NAMED[name] for name in truth])
+    recovered = {}
+    for use_range in (False, True):
+        model = HMMModel(seed=0, range_emission=use_range).fit(X, labels_for(X),
+                                                               feature_names=feature_names())
+        assert (model.range_mean_.size > 0) is use_range
+        found = np.array(model.regime_names)[model.regime_probabilities(X).argmax(axis=1)]
+        recovered[use_range] = np.mean(found == expected)
+    assert recovered[True] > recovered[False] + 0.02
+    assert recovered[True] > 0.9
+
+
+def test_candles_without_a_range_fit_on_returns_alone(caplog):
+    candles, _, _ = market()
+    flat = candles.copy()
+    flat["high"] = flat["low"] = flat["close"]  # close-only data: every high equals its low
+    X = compute_features(flat).to_numpy()[MAX_LOOKBACK:]
+    X = np.nan_to_num(X)  # the ratios of a zero range are NaN; the HMM does not read them
+    with caplog.at_level(logging.INFO, logger="signalcast.models.families.hmm"):
+        model = HMMModel(seed=0, n_restarts=2).fit(X, labels_for(X),
+                                                   feature_names=feature_names())
+    assert model.range_mean_.size == 0
+    assert "no usable range (0 of" in caplog.text
+    again = HMMModel.from_bytes(model.to_bytes(), model.get_params())
+    np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
+
+
+def test_unlabelled_rows_shape_the_regimes_but_not_the_up_rates():
+    _, X, _ = market()
+    y = np.where(np.arange(len(X)) % 2 == 0, 1, -1).astype(np.int8)  # labelled rows all UP
+    model = HMMModel(seed=0).fit(X, y, feature_names=feature_names())
+    np.testing.assert_allclose(model.up_rate_, 1.0)  # the -1 rows did not count as DOWN
+    np.testing.assert_array_equal(model.transmat_, fitted().transmat_)  # the same regimes
+    with pytest.raises(ValueError, match="0 .DOWN first. or 1 .UP first.$"):
+        registry.create("lightgbm").fit(X, y)  # families that take labels only refuse -1

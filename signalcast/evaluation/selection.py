@@ -104,7 +104,7 @@ def pooled_forward_calibration(raw: np.ndarray, y: np.ndarray, fold: np.ndarray,
             cal = MonotoneCalibrator.fit(raw[prior], y[prior], horizon=horizon,
                                          groups=fold[prior], positions=positions[prior],
                                          **kwargs)
-        else:  # the shrunk forward map, or the raw forecast flat beyond its fitted range
+        else:  # the shrunk forward map, or the raw forecast itself
             cal = MonotoneCalibrator.fit(raw[prior], y[prior], horizon=horizon, **kwargs)
             if not keep:
                 cal = MonotoneCalibrator(n=cal.n, n_eff=cal.n_eff, base=cal.base, lo=cal.lo,

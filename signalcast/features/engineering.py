@@ -1,4 +1,4 @@
-"""Causal, scale-free candle features (feature set ``v1``).
+"""Causal, scale-free candle features (feature set ``v2``).
 
 Features are computed once per (asset, candle) and shared by every target and model, so training
 and serving run the *same* code on the same numbers.
@@ -37,7 +37,7 @@ import pandas as pd
 from signalcast.core.errors import DataError
 from signalcast.core.timeframes import timeframe_to_timedelta
 
-FEATURE_SET = "v1"
+FEATURE_SET = "v2"  # v2 added hl_lag0..5 and parkinson_12 / _48 (per-candle range)
 
 WINDOWS = (6, 12, 24, 48, 168)  # the window family, in candles
 RSI_WINDOWS = (6, 14, 24, 48, 168)
@@ -47,7 +47,7 @@ BB_WINDOWS = (24, 48, 168)
 VOLUME_WINDOWS = (6, 24, 168)
 VOLUME_TRENDS = ((6, 48), (24, 168))  # short / long mean volume
 RANGE_WINDOWS = (12, 24, 48, 168)
-PARKINSON_WINDOWS = (24, 168)
+PARKINSON_WINDOWS = (12, 24, 48, 168)
 ATR_SHORT, ATR_LONG = 14, 168
 N_LAGS = 6
 
@@ -76,6 +76,7 @@ def _build_names() -> list[str]:
     names += ["body", "upper_wick", "lower_wick"]
     names += ["hour_sin", "hour_cos", "dow_sin", "dow_cos"]
     names += [f"parkinson_{w}" for w in PARKINSON_WINDOWS]
+    names += [f"hl_lag{k}" for k in range(N_LAGS)]
     return names
 
 
@@ -96,7 +97,10 @@ def feature_names() -> list[str]:
     close``; ``atr_ratio_14_168 = ATR_14 / ATR_168`` (ATR = simple mean of true range).
     ``body``, ``upper_wick``, ``lower_wick``: parts of the candle's high-low range (body signed).
     ``hour_*``/``dow_*``: UTC hour of day (with minutes) and day of week of the candle's open time
-    on the unit circle. ``parkinson_w``: Parkinson high-low volatility estimator.
+    on the unit circle. ``parkinson_w``: Parkinson high-low volatility estimator,
+    ``sqrt(mean(log(high / low)**2) / (4 log 2))`` over w candles. ``hl_lagk``: the log range
+    ``log(high / low)`` of the candle k candles ago (v2; with ``parkinson_w`` it gives the HMM its
+    per-candle and per-block range, which measures volatility far better than a return does).
     """
     return list(_NAMES)
 
@@ -234,6 +238,9 @@ def _columns(
     hl2 = np.log(h / low) ** 2
     for w in PARKINSON_WINDOWS:
         f[f"parkinson_{w}"] = np.sqrt(_mean(hl2, w) / (4.0 * np.log(2.0)))
+    log_range = np.log(h / low)
+    for k in range(N_LAGS):
+        f[f"hl_lag{k}"] = _shift(log_range, k)
     return f
 
 
@@ -268,7 +275,7 @@ def compute_features(candles: pd.DataFrame, timeframe: str = "1h") -> pd.DataFra
     ``candles`` follows the project's candle contract (UTC open-time ``DatetimeIndex`` named
     ``time``; float columns open/high/low/close/volume; sorted, unique). It is not modified.
     Rows with fewer than ``MAX_LOOKBACK`` previous candles may hold NaN (warm-up).
-    ``timeframe`` is validated; v1 counts its windows in candles, so it does not change the values.
+    ``timeframe`` is validated; the windows are counted in candles, so it does not change values.
     """
     return pd.DataFrame(_matrix(candles, timeframe), index=candles.index, columns=list(_NAMES))
 

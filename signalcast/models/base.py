@@ -38,6 +38,10 @@ class SignalModel(ABC):
     """Base of every family. Subclasses set ``family`` and implement the four methods."""
 
     family: ClassVar[str]
+    # True for families that learn from every candle, labelled or not (the HMM's regimes): their
+    # ``fit`` takes y == -1 on rows whose label does not apply, e.g. the untouched rows of a
+    # direction model, and keeps those rows out of everything fitted to labels.
+    fits_unlabelled: ClassVar[bool] = False
 
     def __init__(self, *, seed: int = 0, **params: Any):
         self.seed = seed
@@ -75,15 +79,19 @@ class SignalModel(ABC):
 
     # Shared checks, so each family file stays about fitting its library estimator.
     @staticmethod
-    def _check_fit_input(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _check_fit_input(X: np.ndarray, y: np.ndarray, *,
+                         unlabelled: bool = False) -> tuple[np.ndarray, np.ndarray]:
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
             raise ValueError(f"expected X (n, d) and y (n,), got {X.shape} and {y.shape}")
         if len(X) == 0:
             raise ValueError("cannot fit on zero rows")
-        if not np.isin(y, (0, 1)).all():
-            raise ValueError("labels must be 0 (DOWN first) or 1 (UP first)")
+        if not np.isin(y, (0, 1, -1) if unlabelled else (0, 1)).all():
+            raise ValueError("labels must be 0 (DOWN first) or 1 (UP first)"
+                             + (" or -1 (no label)" if unlabelled else ""))
+        if unlabelled and not (y >= 0).any():
+            raise ValueError("cannot fit on rows without a single label")
         return X, y.astype(np.int8)
 
     def _check_fitted(self, fitted: object) -> None:

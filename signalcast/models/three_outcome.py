@@ -54,8 +54,12 @@ class TouchDirectionModel:
         if not np.isin(labels, (UP, DOWN, EXPIRED)).all():
             raise ValueError("labels must be UP, DOWN or EXPIRED (resolved rows only)")
         touched = labels != EXPIRED
-        self.direction_ = registry.create(self.family, **self.params).fit_with_feature_names(
-            X[touched], (labels[touched] == UP).astype(np.int8), feature_names)
+        direction = registry.create(self.family, **self.params)
+        if direction.fits_unlabelled:  # every candle, the untouched ones without a label
+            rows, y = slice(None), np.where(touched, labels == UP, -1).astype(np.int8)
+        else:
+            rows, y = touched, (labels[touched] == UP).astype(np.int8)
+        self.direction_ = direction.fit_with_feature_names(X[rows], y, feature_names)
         n_exp = int((~touched).sum())
         if min(n_exp, int(touched.sum())) < MIN_CLASS_ROWS:
             self.touch_, self.touch_rate_ = None, float((touched.sum() + 1) / (len(labels) + 2))
