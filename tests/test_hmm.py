@@ -183,3 +183,16 @@ def test_unlabelled_rows_shape_the_regimes_but_not_the_up_rates():
     np.testing.assert_array_equal(model.transmat_, fitted().transmat_)  # the same regimes
     with pytest.raises(ValueError, match="0 .DOWN first. or 1 .UP first.$"):
         registry.create("lightgbm").fit(X, y)  # families that take labels only refuse -1
+
+
+def test_hybrid_fits_its_regimes_on_unlabelled_rows_and_its_trees_on_labelled_ones():
+    _, X, _ = market()
+    y = labels_for(X).copy()
+    y[1::4] = -1
+    hybrid = registry.create("hmm_lightgbm", hmm={"n_restarts": 2},
+                             lightgbm={"n_estimators": 20})
+    hybrid.fit_with_feature_names(X, y, feature_names())  # LightGBM refuses a -1 label
+    alone = HMMModel(seed=0, n_restarts=2).fit(X, y, feature_names=feature_names())
+    np.testing.assert_array_equal(hybrid.hmm_.transmat_, alone.transmat_)
+    assert hybrid.lightgbm_.booster_.num_trees() > 0
+    assert 0 <= hybrid.predict_proba(X).min() <= hybrid.predict_proba(X).max() <= 1

@@ -1,10 +1,12 @@
 """HMM + LightGBM hybrid (BSE Predict's plan): LightGBM on the features plus the HMM's filtered
 regime probabilities.
 
-The HMM is fitted first, on the same training rows; its regime probabilities are causal and
-computed from each row alone (see :mod:`signalcast.models.families.hmm`), so appending them as
-columns leaks nothing and works on the one-row hot path. Hyperparameters of the two parts are
-nested: ``{"hmm": {"n_states": 3}, "lightgbm": {"n_estimators": 200}}``; both use ``seed``.
+The HMM is fitted first, on the same training rows (every candle: rows labelled -1 shape the
+regimes only, see ``SignalModel.fits_unlabelled``), LightGBM on the labelled ones. The regime
+probabilities are causal and computed from each row alone (see
+:mod:`signalcast.models.families.hmm`), so appending them as columns leaks nothing and works
+on the one-row hot path. Hyperparameters of the two parts are nested:
+``{"hmm": {"n_states": 3}, "lightgbm": {"n_estimators": 200}}``; both use ``seed``.
 The artifact holds both parts' own pickle-free payloads.
 """
 
@@ -22,6 +24,7 @@ from signalcast.models.families.lightgbm import LightGBMModel
 
 class HMMLightGBMModel(SignalModel):
     family = "hmm_lightgbm"
+    fits_unlabelled = True  # the HMM's regimes from every candle, LightGBM on labelled rows
 
     def __init__(self, *, seed: int = 0, hmm: Mapping[str, Any] | None = None,
                  lightgbm: Mapping[str, Any] | None = None):
@@ -37,10 +40,12 @@ class HMMLightGBMModel(SignalModel):
 
     def fit(self, X: np.ndarray, y: np.ndarray, *,
             feature_names: Sequence[str] | None = None) -> Self:
-        X, y = self._check_fit_input(X, y)
+        X, y = self._check_fit_input(X, y, unlabelled=True)
         hmm = HMMModel(seed=self.seed, **self.params["hmm"]).fit(X, y, feature_names=feature_names)
         booster = LightGBMModel(seed=self.seed, **self.params["lightgbm"])
-        self.lightgbm_ = booster.fit(np.hstack([X, hmm.regime_probabilities(X)]), y)
+        labelled = y >= 0
+        X = X[labelled]
+        self.lightgbm_ = booster.fit(np.hstack([X, hmm.regime_probabilities(X)]), y[labelled])
         self.hmm_ = hmm
         self.feature_names_ = hmm.feature_names_
         return self
