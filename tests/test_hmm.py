@@ -179,7 +179,7 @@ def test_unlabelled_rows_shape_the_regimes_but_not_the_up_rates():
     _, X, _ = market()
     y = np.where(np.arange(len(X)) % 2 == 0, 1, -1).astype(np.int8)  # labelled rows all UP
     model = HMMModel(seed=0).fit(X, y, feature_names=feature_names())
-    np.testing.assert_allclose(model.up_rate_, 1.0)  # the -1 rows did not count as DOWN
+    assert np.all(model.up_rate_ > 0.99)  # the -1 rows did not count as DOWN (0.5 if they had)
     np.testing.assert_array_equal(model.transmat_, fitted().transmat_)  # the same regimes
     with pytest.raises(ValueError, match="0 .DOWN first. or 1 .UP first.$"):
         registry.create("lightgbm").fit(X, y)  # families that take labels only refuse -1
@@ -196,3 +196,17 @@ def test_hybrid_fits_its_regimes_on_unlabelled_rows_and_its_trees_on_labelled_on
     np.testing.assert_array_equal(hybrid.hmm_.transmat_, alone.transmat_)
     assert hybrid.lightgbm_.booster_.num_trees() > 0
     assert 0 <= hybrid.predict_proba(X).min() <= hybrid.predict_proba(X).max() <= 1
+
+
+def test_up_rates_are_regressed_not_averaged_where_the_regimes_are_uncertain():
+    """Rows whose regime probabilities are the true posteriors: the regression finds each
+    regime's up-rate; probability-weighted label means are pulled toward the average."""
+    from signalcast.models.families.hmm import _up_rates
+
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet([0.7, 0.7, 0.7], size=40_000)  # often unsure between regimes
+    truth = np.array([0.2, 0.5, 0.85])
+    y = (rng.random(len(probs)) < probs @ truth).astype(np.float64)
+    np.testing.assert_allclose(_up_rates(probs, y, 20.0), truth, atol=0.03)
+    averaged = probs.T @ y / probs.sum(axis=0)
+    assert averaged[0] > truth[0] + 0.05 and averaged[2] < truth[2] - 0.05

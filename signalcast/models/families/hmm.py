@@ -35,8 +35,9 @@ filter over the history *that row carries*; they never use later rows, unlike hm
   ``hl_lag{k}**2`` for one candle.
 
 The filter starts from the stationary distribution. P(UP) is the regime probabilities times each
-regime's up-rate, learned from the training labels weighted by the same filtered probabilities
-(shrunk towards the base rate by ``prior_strength`` pseudo-rows). Rows with a missing input
+regime's up-rate, the up-rates regressed from the training labels on the same filtered
+probabilities (bounded least squares, shrunk towards the base rate by ``prior_strength``
+pseudo-rows; see :func:`_up_rates`). Rows with a missing input
 get the stationary distribution.
 """
 
@@ -135,7 +136,7 @@ class HMMModel(SignalModel):
         labelled = y >= 0
         probs, y = self.regime_probabilities(X[labelled]), y[labelled]
         a = self.params["prior_strength"]
-        self.up_rate_ = (probs.T @ y + a * y.mean()) / (probs.sum(axis=0) + a)
+        self.up_rate_ = _up_rates(probs, y.astype(np.float64), a)
         return self
 
     def _fit_once(self, z: np.ndarray, restart: int) -> tuple[float, Any]:
@@ -278,6 +279,24 @@ class HMMModel(SignalModel):
             alpha, mean = self.range_shape_, self.range_mean_
             self._ll_s = -alpha / mean
             self._ll_const = self._ll_const - alpha * self._lengths[:, None] * np.log(mean)
+
+
+def _up_rates(probs: np.ndarray, y: np.ndarray, prior_strength: float) -> np.ndarray:
+    """P(UP | regime) such that ``probs @ rates`` best predicts ``y``: least squares with
+    bounds [0.001, 0.999], shrunk toward the base rate by ``prior_strength`` pseudo-rows each.
+
+    Not the regimes' probability-weighted label means: where the filter is unsure, a row of one
+    regime counts toward the others, which pulls every rate toward the mean and leaves the
+    forecast underconfident in its tails. If ``probs`` are the true posteriors,
+    ``E[y | probs] = probs @ rates`` exactly, so the regression recovers the rates. Measured
+    walk-forward (bench_honest, hmm, 9 synthetic series): direction Brier lower on 7 of 9
+    (5% targets 0.1752 -> 0.1722, 0.1570 -> 0.1532, 0.1601 -> 0.1582), AUC unchanged."""
+    from scipy.optimize import lsq_linear
+
+    k = probs.shape[1]
+    design = np.vstack([probs, np.sqrt(prior_strength) * np.eye(k)])
+    target = np.concatenate([y, np.full(k, np.sqrt(prior_strength) * y.mean())])
+    return lsq_linear(design, target, bounds=(1e-3, 1 - 1e-3)).x
 
 
 class _Demote(logging.Filter):
