@@ -20,7 +20,7 @@ from signalcast.config import load_settings
 from signalcast.db.engine import init_db, session_scope
 from signalcast.db.tables import AlertOutbox
 from signalcast.notifier.format import format_alert
-from signalcast.notifier.telegram import SendResult, TelegramTransport
+from signalcast.notifier.telegram import ConsoleTransport, SendResult, TelegramTransport
 from tests.conftest import SMALL_CONFIG, seed_history, write_config
 from tests.fakes.telegram_checks import deliveries, gaps, signal_counts
 from tests.fakes.telegram_server import FakeTelegram
@@ -287,3 +287,29 @@ def test_the_weekly_summary_carries_the_reliability_chart_of_what_was_served(
     assert up_bin["observed"] == pytest.approx(
         sum(1 for i in rows_in if i % 3) / len(rows_in))
     assert len(tg.sent_messages(PRIVATE)) == 2
+
+
+def test_the_console_is_not_paced_by_the_messaging_rate_limits(sqlite_url, alerting):
+    """A terminal takes alerts as fast as they come: the chat interval is a messaging
+    service's limit (the demo waited a second per alert for it); a transport that is rate
+    limited, or says nothing, is still paced."""
+    engine, settings = alerting(sqlite_url, chat_interval_seconds=1.0)
+    printed: list[str] = []
+    console = ConsoleTransport(printed.append)
+    queue(engine, settings, *(signal(n) for n in range(3)))  # 3 alerts for each of two chats
+    slept: list[float] = []
+    result = drain_outbox(engine, lambda chat: console, settings=settings, sleep=slept.append)
+    assert (result.sent, len(printed), slept) == (6, 6, [])
+
+    class Paced:  # a third-party transport without the attribute
+        html = False
+
+        def send(self, chat_id, text, *, photo=None, silent=False):
+            return console.send(chat_id, text)
+
+    engine2, settings2 = alerting(sqlite_url.replace(".db", "-paced.db"), chat_interval_seconds=1.0)
+    queue(engine2, settings2, *(signal(n) for n in range(3)))
+    slept.clear()
+    result = drain_outbox(engine2, lambda chat: Paced(), settings=settings2,
+                          sleep=lambda s: (slept.append(s), time.sleep(s)))
+    assert result.sent == 6 and len(slept) >= 2 and max(slept) > 0.5

@@ -42,6 +42,7 @@ def _with_wait(url: str) -> str:
 
 class DiscordTransport:
     html = False  # Discord renders its own markdown; the plain-text alert reads well there
+    rate_limited = True  # paced by the drainer (alerts.chat_interval_seconds, ...)
 
     def __init__(self, url: str, *, timeout: float = 10.0, name: str = "discord"):
         self._url, self._timeout, self.name = _with_wait(url), timeout, name

@@ -112,6 +112,9 @@ class Transport(Protocol):
     """What the outbox drainer needs from a transport."""
 
     html: bool  # True: ``send`` expects Telegram HTML; False: plain text
+    # False: the drainer does not pace this transport's sends (the rate limits it keeps are a
+    # messaging service's; a transport without the attribute is paced)
+    rate_limited: bool
 
     def send(self, chat_id: str, text: str, *, photo: bytes | None = None,
              silent: bool = False) -> SendResult: ...
@@ -133,6 +136,7 @@ class TelegramTransport:
     """
 
     html = True
+    rate_limited = True  # paced by the drainer (alerts.chat_interval_seconds, ...)
 
     def __init__(
         self,
@@ -308,9 +312,11 @@ def _retry_after_seconds(exc: RetryAfter) -> float:
 
 
 class ConsoleTransport:
-    """Writes plain-text alerts through ``write`` (``print`` by default): the demo's transport."""
+    """Writes plain-text alerts through ``write`` (``print`` by default): the demo's transport.
+    Not rate limited: a terminal takes a message as fast as it comes."""
 
     html = False
+    rate_limited = False
 
     def __init__(self, write: Callable[[str], None] = print):
         self._write = write

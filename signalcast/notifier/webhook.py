@@ -103,6 +103,7 @@ class WebhookTransport:
     """
 
     html = False  # plain text
+    rate_limited = True  # paced by the drainer (alerts.chat_interval_seconds, ...)
 
     def __init__(self, url: str, *, secret: bytes | None = None, timeout: float = 10.0,
                  name: str = "webhook", clock: Callable[[], float] = time.time):
