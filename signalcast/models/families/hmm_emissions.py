@@ -57,7 +57,7 @@ class ReturnRangeHMM(BaseHMM):
     def _initialize_sufficient_statistics(self):
         stats = super()._initialize_sufficient_statistics()
         k = self.n_components
-        for name in ("post", "r", "r2", "x", "x2"):
+        for name in ("post", "r", "r2", "x"):
             stats[name] = np.zeros(k)
         return stats
 
@@ -70,7 +70,6 @@ class ReturnRangeHMM(BaseHMM):
         stats["r"] += posteriors.T @ r
         stats["r2"] += posteriors.T @ (r * r)
         stats["x"] += posteriors.T @ x
-        stats["x2"] += posteriors.T @ (x * x)
 
     def _do_mstep(self, stats):
         super()._do_mstep(stats)
