@@ -27,14 +27,14 @@ class SigmoidCalibrator:
 
     @classmethod
     def fit(cls, raw: np.ndarray, y: np.ndarray) -> SigmoidCalibrator:
-        from sklearn.linear_model import LogisticRegression
-
+        """Maximum likelihood with the slope bounded to [0.001, 20]: never negative, so the map
+        never reverses the model's ranking (an unbounded slope came out negative on small or
+        overfitted calibration folds and turned the forecast upside down)."""
         y = np.asarray(y)
         if len(np.unique(y)) < 2:
             return cls()  # one class only: nothing to learn, keep the model's own scale
-        lr = LogisticRegression(C=1e4, max_iter=1000)
-        lr.fit(_logit(raw).reshape(-1, 1), y)
-        return cls(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+        a, b = _fit_monotone_sigmoid(raw, y, 1e-3, 20.0, intercept=True)
+        return cls(a, b)
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(self.a * _logit(raw) + self.b)))
