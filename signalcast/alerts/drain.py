@@ -298,10 +298,9 @@ class _Drain:
                     acted = True
                     log.info("alert %d to %s skipped: %s", head.id, head.chat_id, detail)
                 continue
-            paused = (utc(head.next_attempt_at) - at).total_seconds()
+            wait = (utc(head.next_attempt_at) - at).total_seconds()
             if getattr(self.transport_for(head.chat_id), "rate_limited", True):
-                paused = max(paused, self.limiter.wait(head.chat_id, self.now().timestamp()))
-            wait = paused
+                wait = max(wait, self.limiter.wait(head.chat_id, self.now().timestamp()))
             if wait > 0:
                 waits.append(wait)  # the chat waits: its head's backoff or a rate limit
                 continue

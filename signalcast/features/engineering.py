@@ -235,10 +235,10 @@ def _columns(
     f["hour_sin"], f["hour_cos"] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
     f["dow_sin"], f["dow_cos"] = np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7)
 
-    hl2 = np.log(h / low) ** 2
+    log_range = np.log(h / low)
+    hl2 = log_range**2
     for w in PARKINSON_WINDOWS:
         f[f"parkinson_{w}"] = np.sqrt(_mean(hl2, w) / (4.0 * np.log(2.0)))
-    log_range = np.log(h / low)
     for k in range(N_LAGS):
         f[f"hl_lag{k}"] = _shift(log_range, k)
     return f

@@ -10,14 +10,14 @@ it is what tells calm from turbulent regimes quickly; the Gamma scale family is 
 any market look like once divided by their volatility, and with a shared shape a block of
 candles' likelihood depends only on the block's sum of ``l**2``, which the feature row carries.
 
-Fitting. hmmlearn's ``GaussianHMM`` is fitted on the training rows in time order (best
-log-likelihood of ``n_restarts`` seeded starts): on ``ret1_lag0`` alone, or jointly on
-``(ret1_lag0, log l**2)`` (a log-normal stand-in for the Gamma, used only to find the regimes).
-States are sorted by volatility and named (calm / normal / turbulent), so the names do not depend
-on the seed (HMM label switching). The Gamma means and shape are then moment estimates weighted by
-the fitted model's state probabilities on the training rows. Range emission switches itself off
-(recorded in the artifact) when the training candles carry no range (most highs equal the lows,
-e.g. close-only data).
+Fitting. EM on the training rows in time order, best log-likelihood of ``n_restarts`` seeded
+starts: hmmlearn's ``GaussianHMM`` on ``ret1_lag0`` alone, or
+:class:`~signalcast.models.families.hmm_emissions.ReturnRangeHMM` on ``(ret1_lag0, l**2)``
+(one return variance for every regime: the range carries the volatility, the return the drift).
+States are sorted by volatility (by the range where it is modelled) and named (calm / normal /
+turbulent), so the names do not depend on the seed (HMM label switching). Range emission
+switches itself off (recorded in the artifact) when the training candles carry no range (most
+highs equal the lows, e.g. close-only data).
 
 Causal filtering from one row. Serving gives one row, so regime probabilities are a forward
 filter over the history *that row carries*; they never use later rows, unlike hmmlearn's
@@ -93,9 +93,14 @@ class HMMModel(SignalModel):
         """Each regime's volatility per candle, ascending: from the range where it is modelled
         (Parkinson: ``E[log(high/low)**2] = 4 log(2) var``), else the return's ``sigma_``."""
         self._check_fitted(self.sigma_)
-        if self.range_mean_ is not None and self.range_mean_.size:
+        if self._uses_range:
             return np.sqrt(self.range_mean_ / (4.0 * np.log(2.0)))
         return self.sigma_
+
+    @property
+    def _uses_range(self) -> bool:
+        """Fitted with the range emission (off by parameter, or for candles without a range)."""
+        return self.range_mean_ is not None and self.range_mean_.size > 0
 
     def fit(self, X: np.ndarray, y: np.ndarray, *,
             feature_names: Sequence[str] | None = None) -> Self:
@@ -114,8 +119,8 @@ class HMMModel(SignalModel):
             log.info("hmm: the training candles carry no usable range (%d of %d highs above "
                      "their lows); fitting on returns only", int(np.sum(range2 > 0)), len(range2))
             range2 = None
-        range_scale = float(range2.mean()) if range2 is not None else 1.0
         if range2 is not None:
+            range_scale = float(range2.mean())
             z = np.column_stack([z, range2 / range_scale])
         _, hmm = max((self._fit_once(z, i) for i in range(self.params["n_restarts"])),
                      key=lambda fit: fit[0])
@@ -155,11 +160,12 @@ class HMMModel(SignalModel):
                               random_state=seed, init_params="")
             hmm.means_ = np.zeros((k, 1))
             hmm.covars_ = spread[:, None] * float(z.var() or 1.0)
-        else:  # regimes start apart by their range (x scales with the variance); the return
+        else:
+            # Regimes start apart by their range (x scales with the variance); the return
             # variance is one for all from the start, as every M-step keeps it (starting
-            # outside that family, the first step could lower the likelihood and stop EM)
-            # converged once a step gains less than 1e-4 nats per candle (an absolute 1e-4 on
-            # a log-likelihood of 1e4-1e5 ran 60+ steps for no change in any forecast)
+            # outside that family, the first step could lower the likelihood and stop EM).
+            # Converged once a step gains less than 1e-4 nats per candle (an absolute 1e-4 on
+            # a log-likelihood of 1e4-1e5 ran 60+ steps for no change in any forecast).
             hmm = ReturnRangeHMM(k, n_iter=n_iter, tol=1e-4 * len(z), random_state=seed)
             hmm.vars_ = np.full(k, float(z[:, 0].var() or 1.0))
             hmm.range_means_ = spread / spread.mean()
@@ -184,7 +190,7 @@ class HMMModel(SignalModel):
             R = Z @ self._to_R  # (n, steps): sums of returns; Q: sums of squared returns
             Q = np.maximum((Z * Z) @ self._to_Q, R * R / self._lengths)  # Cauchy-Schwarz floor
             ll = Q[..., None] * self._ll_q + R[..., None] * self._ll_r + self._ll_const
-            if self.range_mean_.size:
+            if self._uses_range:
                 ll += ((Z * Z) @ self._to_S)[..., None] * self._ll_s
             weights = np.exp(ll - ll.max(axis=2, keepdims=True))
             alpha = np.tile(self._stationary, (len(Z), 1))
@@ -245,8 +251,7 @@ class HMMModel(SignalModel):
         self._range_col = self._cols[n_returns] if self.params["range_emission"] else None
 
         unit = np.eye(len(wanted))
-        hl = n_returns  # the range columns follow the return columns
-        has_range = self.params["range_emission"]
+        hl, has_range = n_returns, self.params["range_emission"]  # range columns follow returns
         # Cumulative (R, Q, S) over the last n_lags candles, then over each window w:
         # R_w = ret_w, Q_w = (w - 1) * rv_w**2 + ret_w**2 / w (rv_w is a sample std),
         # S_w = 4 log(2) * w * parkinson_w**2 (the window's sum of log(high/low)**2).
@@ -277,7 +282,7 @@ class HMMModel(SignalModel):
         self._ll_q, self._ll_r = -0.5 / var, self.mu_ / var
         per_candle = np.log(2 * np.pi * var) + self.mu_**2 / var
         self._ll_const = -0.5 * self._lengths[:, None] * per_candle
-        if self.range_mean_ is not None and self.range_mean_.size:
+        if self._uses_range:
             # Gamma(alpha, m_k / alpha) per candle: -alpha (S / m_k + length log m_k) + terms
             # that do not depend on the regime (they cancel in the filter's normalisation)
             alpha, mean = self.range_shape_, self.range_mean_
