@@ -23,9 +23,11 @@ its outcomes resolve 72 candles later):
   (every retrain after an alarm on the window since its change point; an ideal detector's
   alarm at the first block wholly after the planted change);
 * every simulated day the **same promotion test** as production
-  (signalcast.routing.promotion.compare + signalcast.stats.sequential.look_at: three-outcome
-  Brier, Diebold-Mariano with Newey-West lags 3H, looks at fixed information points with alpha
-  spending) runs on the shared outcomes resolved by then; the first qualifying look promotes;
+  (signalcast.routing.promotion.compare + signalcast.stats.sequential.evidence: three-outcome
+  Brier, Diebold-Mariano with Newey-West lags 3H, an always-valid normal-mixture e-value on the
+  whole record of the epoch against 1 / level) runs on the shared outcomes resolved by then;
+  the first qualifying day promotes. Beside it, on the same predictions, the rule it replaced
+  (looks at ``n_first * 2^(k-1)`` outcomes at ``level / 2^k``) as the reference;
 * the champion's **drift detector** (signalcast.stats.drift, the production CUSUM on block
   Brier per 72-candle block, default threshold/slack/warm-up) runs on its block losses.
 
@@ -74,7 +76,7 @@ from signalcast.lifecycle.train import drift_window, evidence_ready, widened
 from signalcast.pipeline.drift import cusum_step
 from signalcast.routing.promotion import LAGS_PER_HORIZON, compare, effective_horizon
 from signalcast.stats import drift as cusum
-from signalcast.stats.sequential import epoch_alpha, first_look, look_at
+from signalcast.stats.sequential import epoch_alpha, evidence, first_look
 
 DAY = 24
 
@@ -115,6 +117,41 @@ def market(seed: int, periods: int, change_at: int | None, change: str = "volati
     spliced["volume"] = after["volume"].to_numpy()
     spliced[["open", "high", "low", "close"]] *= frame["close"].iloc[change_at - 1] / pivot
     return pd.concat([frame.iloc[:change_at], spliced])
+
+
+RULES = ("always-valid", "looks")  # production's rule first, the replaced one as reference
+
+
+def looks_rule(n: int, n_first: int, alpha: float) -> tuple[int, int, float] | None:
+    """The replaced rule, kept as the reference: look k uses the oldest ``n_first * 2^(k-1)``
+    outcomes at ``alpha / 2^k`` (None: before the first look); (k, outcomes, level)."""
+    if n < n_first:
+        return None
+    k = 1
+    while n_first * 2 ** k <= n:
+        k += 1
+    return k, n_first * 2 ** (k - 1), alpha / 2 ** k
+
+
+def decide(rule: str, p_champ: np.ndarray, p_chal: np.ndarray, y: np.ndarray, n_first: int,
+           level: float, lags: int, margin: float) -> dict | None:
+    """One day's promotion test of the epoch's record under ``rule`` (the stats when the
+    challenger qualifies)."""
+    if rule == "looks":
+        look = looks_rule(len(y), n_first, level)
+        if look is None:
+            return None
+        k, n, alpha = look
+        stats = compare(p_champ[:n], p_chal[:n], y[:n], lags=lags, margin=margin)
+        passed = stats["p_value"] < alpha
+        stats["look"] = k
+    else:
+        if len(y) < n_first:
+            return None
+        stats = compare(p_champ, p_chal, y, lags=lags, margin=margin)
+        test = evidence(-stats["statistic"], stats["df"], len(y), n_first, level)
+        passed, stats["e_value"] = test.passed, test.e_value
+    return stats if passed and stats["mean_diff"] < -margin else None
 
 
 def onehot(labels: np.ndarray) -> np.ndarray:
@@ -188,7 +225,8 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
     p_champ = probs(champion, np.nan_to_num(X[live]))
     p_chal = np.zeros_like(p_champ)
     policy = routing.default
-    promoted, state, alarms, blocks, rise = None, cusum.CusumState(), 0, [], None
+    promoted = dict.fromkeys(RULES)
+    state, alarms, blocks, rise = cusum.CusumState(), 0, [], None
     epoch, epoch_start = 0, 0  # drift alarms so far, first outcome of the epoch's record
     change_seen = None  # candle of the change point the newest alarm implies (not yet used)
     windows = []  # the drift retrains' windows (candles; None: the full window)
@@ -221,23 +259,23 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
                 alarms += 1  # a new comparison epoch: the record restarts after this block
                 epoch, epoch_start = epoch + 1, (b + 1) * h
                 change_seen = start + change * h  # its drift retrain: the next version
-        if promoted is not None:
-            continue
-        look = look_at(n - epoch_start, policy.promote_min_outcomes,
-                       epoch_alpha(epoch, policy.promote_significance),
-                       horizon=effective_horizon(policy, h))
-        if look is None:
-            continue
-        used = slice(epoch_start, epoch_start + look.n)
+        n_first = first_look(policy.promote_min_outcomes, effective_horizon(policy, h))
+        level = epoch_alpha(epoch, policy.promote_significance)
+        used = slice(epoch_start, n)
         y = onehot(labels[resolved[used]])
-        stats = compare(p_champ[used], p_chal[used], y, lags=LAGS_PER_HORIZON * h,
-                        margin=policy.promote_margin)
-        if stats["p_value"] < look.alpha and stats["mean_diff"] < -policy.promote_margin:
-            since = None if change_at is None else int(np.sum(resolved >= change_at))
-            promoted = {"day": day + 1, "n_shared": n - epoch_start, "look": look.index,
-                        "epoch": epoch,
-                        "outcomes_since_change": since, "p_value": stats["p_value"],
-                        "brier": (stats["brier_champion"], stats["brier_challenger"])}
+        for rule in RULES:
+            if promoted[rule] is not None:
+                continue
+            stats = decide(rule, p_champ[used], p_chal[used], y, n_first, level,
+                           LAGS_PER_HORIZON * h, policy.promote_margin)
+            if stats is not None:
+                since = None if change_at is None else int(np.sum(resolved >= change_at))
+                promoted[rule] = {"day": day + 1, "n_shared": n - epoch_start,
+                                  "epoch": epoch, "outcomes_since_change": since,
+                                  "n_tested": stats["n"], "look": stats.get("look"),
+                                  "e_value": stats.get("e_value"), "p_value": stats["p_value"],
+                                  "brier": (stats["brier_champion"],
+                                            stats["brier_challenger"])}
     first = start if change_at is None else change_at
     after = live[(live + h <= live[-1]) & (live >= first)]
     y_after = onehot(labels[after])
@@ -280,7 +318,6 @@ def main() -> None:
     routing = RoutingConfig()
     began = time.perf_counter()
     results = [run_seed(1000 + s, args, routing) for s in range(args.seeds)]
-    promoted = [r for r in results if r["promoted"]]
     months = args.seeds * args.days / 30
     change = (f"volatility x{args.vol_factor:g}" if args.change == "volatility" else "mirror")
     print(f"{args.seeds} seeds x {args.days} days, target {args.pct:g}/{args.horizon}, "
@@ -288,21 +325,36 @@ def main() -> None:
           f"window {args.window_days} days, drift retrain {args.drift_retrain}"
           f"{' (oracle alarm at the change)' if args.oracle_alarm else ''}, change "
           f"{'none' if args.change_day < 0 else f'{change} on day {args.change_day}'}; "
-          f"first look {first_look(routing.default.promote_min_outcomes, args.horizon)} "
+          f"first decision at {first_look(routing.default.promote_min_outcomes, args.horizon)} "
           f"outcomes, level "
           f"{routing.default.promote_significance}; {time.perf_counter() - began:.0f} s")
     for r in results:
-        p = r["promoted"]
-        print(f"  seed {r['seed']}: " + ("kept" if p is None else
-              f"promoted day {p['day']} ({p['n_shared']} shared, epoch {p['epoch']}, "
-              f"look {p['look']}, "
-              f"{p['outcomes_since_change']} since change, p={p['p_value']:.2g}, Brier "
-              f"{p['brier'][0]:.4f} -> {p['brier'][1]:.4f})") + f"; drift alarms {r['alarms']}")
-    print(f"promoted: {len(promoted)}/{len(results)} seeds")
-    if promoted and args.change_day >= 0:
-        since = np.array([r["promoted"]["outcomes_since_change"] for r in promoted])
-        print(f"resolved outcomes since the change at promotion: median {np.median(since):.0f}, "
-              f"range {since.min()}-{since.max()}")
+        print(f"  seed {r['seed']}: drift alarms {r['alarms']}, challenger - champion Brier "
+              f"{r['gap']:+.4f}")
+        for rule in RULES:
+            p = r["promoted"][rule]
+            print(f"    {rule:>12}: " + ("kept" if p is None else
+                  f"promoted day {p['day']} ({p['n_shared']} shared, {p['n_tested']} tested, "
+                  f"epoch {p['epoch']}"
+                  + (f", look {p['look']}" if p["look"] else f", e-value {p['e_value']:.3g}")
+                  + f", {p['outcomes_since_change']} since change, DM p={p['p_value']:.2g}, "
+                  f"Brier {p['brier'][0]:.4f} -> {p['brier'][1]:.4f})"))
+    for rule in RULES:
+        promoted = [r["promoted"][rule] for r in results if r["promoted"][rule]]
+        label = ("always-valid (production)" if rule == "always-valid"
+                 else "looks at doublings (replaced; reference)")
+        print(f"{label}: promoted {len(promoted)}/{len(results)} seeds")
+        if promoted and args.change_day >= 0:
+            since = np.array([p["outcomes_since_change"] for p in promoted])
+            days = np.array([p["day"] for p in promoted])
+            print(f"  resolved outcomes since the change at promotion: median "
+                  f"{np.median(since):.0f}, range {since.min()}-{since.max()}; day median "
+                  f"{np.median(days):.0f}")
+        won = [r["gap"] for r in results if r["promoted"][rule]]
+        kept = [r["gap"] for r in results if not r["promoted"][rule]]
+        print("  challenger - champion Brier over the run: median "
+              + ", ".join(f"{np.median(g):+.4f} in the {len(g)} {name} seeds"
+                          for g, name in ((won, "promoted"), (kept, "kept")) if g))
     gaps = np.array([r["gap"] for r in results])
     print("challenger - champion Brier on the live outcomes"
           + (" after the change" if args.change_day >= 0 else "")

@@ -89,7 +89,7 @@ def test_rolling_retrain_is_one_challenger_promoted_then_rolled_back(db_url, tmp
     assert result.decision == "promoted" and result.n_shared == 480  # the union of three
     assert result.challenger == "const v4" and result.champion == "const v1"
     assert result.stats["lineage"] == ["const v4", "const v3", "const v2"]
-    assert result.stats["p_value"] < result.stats["look_alpha"] < 0.05
+    assert result.stats["e_value"] >= result.stats["threshold"] > 1 / 0.05
     assert roles(engine) == {"const v1": "retired", "const v2": "challenger",
                              "const v3": "challenger", "const v4": "champion"}
     with session_scope(engine, readonly=True) as session:
@@ -248,6 +248,7 @@ def test_demo_shows_the_loop(tmp_path):
     text = console.export_text()
     assert "champion vs challengers" in text and "promotion decision BTC/USDT 1pct_24" in text
     assert f"p={comparison['stats']['p_value']:.3g}" in text
+    assert f"always-valid e-value {comparison['stats']['e_value']:.3g}" in text
     engine = get_engine(f"sqlite:///{report.database}")
     with session_scope(engine, readonly=True) as session:
         checks = session.exec(select(PromotionCheck)).all()

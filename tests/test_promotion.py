@@ -122,7 +122,8 @@ def test_truly_better_challenger_is_promoted_with_an_audit_row(db_url, tmp_path,
     assert (event.event, event.actor, event.from_label, event.to_label) == (
         "promoted", "promotion", "const v1", "const_b v1")
     assert event.stats["promotion_test"]["p_value"] == decision["stats"]["p_value"]
-    assert "Diebold-Mariano" in event.reason
+    assert decision["stats"]["e_value"] >= decision["stats"]["threshold"]
+    assert "Diebold-Mariano" in event.reason and "always-valid test: e-value" in event.reason
     [check] = table(engine, PromotionCheck)
     assert (check.decision, check.n_shared) == ("promoted", shared)
     model_alerts = [a for a in table(engine, AlertOutbox) if a.kind == "model"]
@@ -143,6 +144,7 @@ def test_challenger_that_is_not_better_is_kept(db_url, tmp_path, monkeypatch):
         results = evaluate_promotions(engine, settings, now)
     decision = next(d for d in results if d["target"] == T1)
     assert decision["decision"] == "kept" and decision["stats"]["p_value"] > 0.05
+    assert decision["stats"]["e_value"] < decision["stats"]["threshold"]
     assert roles(engine) == {"const v1": "champion", "const_b v1": "challenger"}
     assert table(engine, ModelEvent) == []
     assert [c.decision for c in table(engine, PromotionCheck)] == ["kept"]  # once, not twice
@@ -192,7 +194,8 @@ def test_a_drift_alarm_on_the_champion_restarts_the_record_with_its_own_level(
     decision = next(d for d in evaluate_promotions(engine, settings, now) if d["target"] == T1)
     assert decision["n_shared"] == 300  # only the candles from the alarm's block on
     assert decision["stats"]["epoch"] == 1 and decision["stats"]["since"] == alarm_at.isoformat()
-    assert decision["stats"]["look_alpha"] == pytest.approx(epoch_alpha(1, 0.05) / 2)
     stats = decision["stats"]
-    assert decision["decision"] == ("qualified" if stats["p_value"] < stats["look_alpha"]
+    assert stats["level"] == pytest.approx(epoch_alpha(1, 0.05))
+    assert stats["threshold"] == pytest.approx(1 / stats["level"])
+    assert decision["decision"] == ("qualified" if stats["e_value"] >= stats["threshold"]
                                     else "kept")

@@ -163,10 +163,10 @@ def daily_retrain(engine, settings: Settings, now: datetime, console: Console) -
 def print_comparisons(comparisons: list[dict], console: Console) -> None:
     """Champion against each challenger on their shared resolved outcomes, with the decision."""
     table = Table(title="champion vs challengers (same resolved outcomes, 3-outcome Brier)")
-    for col in ("asset target", "champion", "challenger", "n", "Brier", "Brier ch", "p",
-                "level", "decision"):
-        table.add_column(col, justify="right" if col in ("n", "Brier", "Brier ch", "p",
-                                                         "level") else "left")
+    for col in ("asset target", "champion", "challenger", "n", "Brier", "Brier ch", "e-value",
+                "needs", "decision"):
+        table.add_column(col, justify="right" if col in ("n", "Brier", "Brier ch", "e-value",
+                                                         "needs") else "left")
     for c in comparisons:
         s = c.get("stats") or {}
 
@@ -175,7 +175,7 @@ def print_comparisons(comparisons: list[dict], console: Console) -> None:
 
         table.add_row(f"{c['asset'].split('/')[0]} {c['target']}", c["champion"],
                       c["challenger"], str(c["n_shared"]), num("brier_champion"),
-                      num("brier_challenger"), num("p_value", ".2g"), num("look_alpha", ".1g"),
+                      num("brier_challenger"), num("e_value", ".3g"), num("threshold", ".3g"),
                       c["decision"])
     console.print(table)
     decided = [c for c in comparisons if c["decision"] != "too_few"]
@@ -184,10 +184,11 @@ def print_comparisons(comparisons: list[dict], console: Console) -> None:
         s = c["stats"]
         console.print(
             f"promotion decision {c['asset']} {c['target']}: {c['challenger']} vs "
-            f"{c['champion']} on {s['n']} shared outcomes (look {s['look']}): Brier "
+            f"{c['champion']} on {s['n']} shared outcomes: Brier "
             f"{s['brier_champion']:.4f} -> {s['brier_challenger']:.4f}, Diebold-Mariano "
-            f"(Newey-West {s['lags']} lags, t with {s['df']:.1f} df) p={s['p_value']:.3g} "
-            f"against the look's level {s['look_alpha']:.2g} -> {c['decision']}")
+            f"(Newey-West {s['lags']} lags, t with {s['df']:.1f} df) p={s['p_value']:.3g}; "
+            f"always-valid e-value {s['e_value']:.3g} against {s['threshold']:.3g} "
+            f"(checked daily, level {s['significance']:g} overall) -> {c['decision']}")
     elif not comparisons:
         console.print("no challenger in any line-up")
 

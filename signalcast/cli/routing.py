@@ -117,8 +117,8 @@ def promote_check(
             results = [c for a in settings.assets for t in settings.targets
                        for c in compare_target(session, settings, a.symbol, t.key, now)]
     table = Table(title="champion vs challengers (shared resolved outcomes)")
-    for col in ("asset", "target", "champion", "challenger", "n", "Brier", "AUC", "p",
-                "decision"):
+    for col in ("asset", "target", "champion", "challenger", "n", "Brier", "AUC", "e-value",
+                "needs", "decision"):
         table.add_column(col)
     for c in results:
         s = c.stats
@@ -126,5 +126,6 @@ def promote_check(
         auc = (f"{s['auc_champion']:.3f} -> {s['auc_challenger']:.3f}"
                if s and s["auc_champion"] is not None else "-")
         table.add_row(c.asset, c.target, c.champion, c.challenger, str(c.n_shared), brier, auc,
-                      f"{s['p_value']:.3g}" if s else "-", c.decision)
+                      f"{s['e_value']:.3g}" if s else "-",
+                      f"{s['threshold']:.3g}" if s else "-", c.decision)
     console.print(table)

@@ -43,8 +43,9 @@ class RoutePolicy(Section):
     trained since the champion shadow it too; a challenger is judged as a policy (the union of
     its successive versions' shadow predictions). It replaces the champion once they share
     ``promote_min_outcomes`` resolved outcomes and its three-outcome Brier loss is lower by
-    ``promote_margin`` at ``promote_significance`` overall, spent over repeated looks
-    (Diebold-Mariano, Newey-West lags = 3 x horizon; signalcast.routing.promotion);
+    ``promote_margin`` at ``promote_significance`` overall, however often it is checked (an
+    always-valid e-value on the Diebold-Mariano statistic, Newey-West lags = 3 x horizon, read
+    daily on the whole record; signalcast.routing.promotion);
     ``promote_mode`` ``auto`` promotes, ``command`` only notifies (an operator promotes with
     /promote).
     """

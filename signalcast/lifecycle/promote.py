@@ -75,8 +75,8 @@ def evaluate_promotions(engine: Engine, settings: Settings, now: datetime, *,
                                 best.challenger, exc)
                 else:
                     best.decision = PROMOTED
-                    log.info("%s %s: promoted %s over %s (p=%.4g)", asset.symbol, target.key,
-                             best.challenger, best.champion, best.stats["p_value"])
+                    log.info("%s %s: promoted %s over %s (e-value %.4g)", asset.symbol,
+                             target.key, best.challenger, best.champion, best.stats["e_value"])
             with session_scope(engine) as session:
                 for item in comparisons:
                     if item.decision != TOO_FEW:
@@ -88,10 +88,11 @@ def evaluate_promotions(engine: Engine, settings: Settings, now: datetime, *,
 def _reason(item: Comparison) -> str:
     s = item.stats
     return (f"Brier {s['brier_champion']:.4f} -> {s['brier_challenger']:.4f} over "
-            f"{s['n']} shared resolved outcomes (three-outcome Brier, look {s['look']}); "
-            f"Diebold-Mariano (Newey-West, {s['lags']} lags) p={s['p_value']:.4g} < "
-            f"{s['look_alpha']:.3g} (level {s['significance']:g} spent over looks), "
-            f"margin {s['margin']:g}")
+            f"{s['n']} shared resolved outcomes (three-outcome Brier); always-valid test: "
+            f"e-value {s['e_value']:.3g} >= {s['threshold']:.3g} (1 / level {s['level']:.3g}; "
+            f"checked daily, false promotions at most {s['significance']:g} overall), "
+            f"Diebold-Mariano (Newey-West, {s['lags']} lags) p={s['p_value']:.3g} at this "
+            f"sample size, margin {s['margin']:g}")
 
 
 def _record(session: Session, settings: Settings, item: Comparison, now: datetime, *,

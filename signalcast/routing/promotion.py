@@ -24,17 +24,18 @@ was underestimated: on simulated overlapping-outcome nulls (a moving sum of ``H`
 fixed-b corrections of :mod:`signalcast.stats.diebold_mariano`.
 
 Epochs: a drift alarm on the champion (:mod:`signalcast.pipeline.drift`) says its law changed;
-the evidence before it is about the old regime and would dilute the new one for months (the
-looks double, so a record's next look is as far away as the record is old). So each alarm opens
-a new comparison epoch: the record restarts at the end of the alarm's block, and epoch ``j``
-(0: before any alarm) has ``promote_significance * 6 / (pi^2 (j + 1)^2)`` to spend over its
-looks; the levels of all epochs and looks sum to at most ``promote_significance``.
+the evidence before it is about the old regime and would dilute the new one for months. So
+each alarm opens a new comparison epoch: the record restarts at the end of the alarm's block,
+and epoch ``j`` (0: before any alarm) is tested at ``promote_significance * 6 / (pi^2 (j +
+1)^2)``; the levels of all epochs sum to at most ``promote_significance``.
 
-Repeated looks (:mod:`signalcast.stats.sequential`): the round runs daily on a growing record,
-so the test is made at fixed information points (look ``k`` uses the oldest ``n_first *
-2^(k-1)`` shared outcomes, ``n_first = max(promote_min_outcomes, 8 * horizon)``) and look ``k``
-spends the epoch's level ``/ 2^k``: the chance of ever promoting a no-better challenger
-stays at most ``promote_significance`` however often the round runs. Acting on the verdict
+Repeated looks (:mod:`signalcast.stats.sequential`): the round runs daily on the whole,
+growing record, and decides with an always-valid e-value (a normal mixture of the
+Diebold-Mariano statistic, mapped through its t reference) against ``1 / level``: the chance
+of ever promoting a no-better challenger stays at most ``promote_significance`` however often
+the round runs, and a challenger that pulls ahead late is promoted when it does. Nothing is
+decided before ``n_first = max(promote_min_outcomes, 8 * horizon)`` shared outcomes.
+Acting on the verdict
 (promote, record, notify) is :mod:`signalcast.lifecycle.promote`.
 """
 
@@ -57,7 +58,7 @@ from signalcast.db.tables import ModelEvent, ModelVersion, Outcome, Prediction
 from signalcast.routing.overrides import apply_override, overrides_for
 from signalcast.routing.router import lineage, make_lineup, version_rows
 from signalcast.stats.diebold_mariano import diebold_mariano
-from signalcast.stats.sequential import epoch_alpha, look_at
+from signalcast.stats.sequential import epoch_alpha, evidence, first_look
 from signalcast.stats.skill import onehot3
 
 log = logging.getLogger(__name__)
@@ -197,19 +198,19 @@ def compare_target(session: Session, settings: Settings, asset: str, target: str
         p_champ, p_chal, y = shared_outcomes(session, lineup.champion.id, ids, now, since)
         item = Comparison(asset, target, label(lineup.champion), label(challenger),
                           lineup.champion.id, challenger.id, len(y))
-        look = look_at(len(y), policy.promote_min_outcomes, level,
-                       horizon=effective_horizon(policy, cfg.horizon))
-        if look is not None:
-            n = look.n
-            item.stats = compare(p_champ[:n], p_chal[:n], y[:n],
-                                 lags=LAGS_PER_HORIZON * cfg.horizon,
+        n_first = first_look(policy.promote_min_outcomes,
+                             effective_horizon(policy, cfg.horizon))
+        if len(y) >= n_first:
+            item.stats = compare(p_champ, p_chal, y, lags=LAGS_PER_HORIZON * cfg.horizon,
                                  margin=policy.promote_margin)
-            item.stats.update(look=look.index, look_alpha=look.alpha, epoch=epoch,
+            test = evidence(-item.stats["statistic"], item.stats["df"], len(y), n_first, level)
+            item.stats.update(test="always_valid_mixture_diebold_mariano_brier3_newey_west",
+                              e_value=test.e_value, threshold=1.0 / level, level=level,
+                              z=test.z, n_planned=test.n_planned, epoch=epoch,
                               since=None if since is None else since.isoformat(),
                               significance=policy.promote_significance,
                               lineage=[label(v) for v in every if v.id in ids])
-            better = (item.stats["p_value"] < look.alpha
-                      and item.stats["mean_diff"] < -policy.promote_margin)
+            better = test.passed and item.stats["mean_diff"] < -policy.promote_margin
             item.decision = QUALIFIED if better else KEPT
         out.append(item)
     return out

@@ -196,7 +196,8 @@ def target_page(asset: str, target: str, threshold: float, series: queries.Price
                   f"{(p.brier_challenger or 0) - (p.brier_champion or 0):+.4f}"] for p in pairs]
     check_rows = [[_when(c["evaluated_at"]), str(c["champion_id"]), str(c["challenger_id"]),
                    str(c["n"]), escape(c["decision"]),
-                   "-" if c["p_value"] is None else f"{c['p_value']:.3g}"] for c in checks]
+                   "-" if c["e_value"] is None else f"{c['e_value']:.3g}",
+                   "-" if c["threshold"] is None else f"{c['threshold']:.3g}"] for c in checks]
     parts.append(
         '<section id="compare"><h2>Champion against challengers</h2><p class="muted">'
         'running mean three-outcome Brier score (up first, down first, neither; lower is '
@@ -205,8 +206,12 @@ def target_page(asset: str, target: str, threshold: float, series: queries.Price
         + _table(["champion", "challenger", "shared", "Brier champion", "Brier challenger",
                   "difference"], pair_rows, numeric={2, 3, 4, 5}, table_id="pairs")
         + "<h2>Promotion checks</h2>"
-        + _table(["evaluated", "champion id", "challenger id", "shared", "decision", "p"],
-                 check_rows, numeric={1, 2, 3, 5}, table_id="checks") + "</section>")
+        + '<p class="muted">a challenger is promoted when its always-valid e-value reaches the '
+          "threshold (1 / level; checked daily on the whole record, false promotions stay "
+          "within the configured significance)</p>"
+        + _table(["evaluated", "champion id", "challenger id", "shared", "decision", "e-value",
+                  "threshold"], check_rows, numeric={1, 2, 3, 5, 6}, table_id="checks")
+        + "</section>")
     version_rows = [[str(v.id), escape(v.label), escape(v.role), _when(v.created_at),
                      _metric(v.metrics, "auc"), _metric(v.metrics, "brier"), _skill(v.metrics)]
                     for v in versions]

@@ -210,7 +210,8 @@ def promotion_checks(engine: Engine, asset: str, target: str,
             .order_by(col(PromotionCheck.id).desc()).limit(limit)).all()
         return [{"evaluated_at": r.evaluated_at, "champion_id": r.champion_version_id,
                  "challenger_id": r.challenger_version_id, "n": r.n_shared,
-                 "decision": r.decision, "p_value": r.stats.get("p_value")} for r in rows]
+                 "decision": r.decision, "e_value": r.stats.get("e_value"),
+                 "threshold": r.stats.get("threshold")} for r in rows]
 
 
 def alerts_log(engine: Engine, limit: int = LOG_LIMIT,
