@@ -55,12 +55,12 @@ Z_CAP = 37.0  # a normal tail beyond it is below 1e-299 (JSON and floats stay fi
 
 @dataclass(frozen=True)
 class Evidence:
-    """The always-valid test of one record: decide when ``log_e >= log(1 / alpha)``."""
+    """The always-valid test of one record: it passes when ``e_value >= 1 / alpha``."""
 
     n: int  # outcomes in the record
     n_planned: int  # where the boundary is tightest
     z: float  # the statistic's normal equivalent (positive: the challenger is better)
-    e_value: float  # E_n (module docstring); capped at 1e300 for JSON
+    e_value: float  # E_n (module docstring); capped at exp(690), about 1e299, for JSON
     alpha: float  # the level; the threshold is 1 / alpha
 
     @property
