@@ -77,6 +77,7 @@ def latency(tmp: Path, n_candles: int) -> None:
     config = {"assets": [{"symbol": ASSET}], "targets": targets,
               "data": {"source": "stored"}, "alerts": {"console": True},
               "training": {"history_candles": 4000, "min_rows": 500},
+              "models": {"champion": "lightgbm"},
               "routing": {"default": {"shadows": ["xgboost", "river"]}}}
     settings = settings_for(tmp, "latency", config)
     engine = init_db(settings.env.database_url)
