@@ -191,3 +191,18 @@ def test_replay_command_in_two_processes_replays_every_asset_with_progress(tmp_p
                   "--processes", "2", "--through-workers", env=env)
     assert refused.returncode == 2
     assert "--processes is for the in-process replay" in refused.stdout
+
+
+def test_the_demo_fast_path_selects_among_two_families_with_a_lighter_lightgbm(tmp_path):
+    from signalcast.cli.demo import DEMO_CANDIDATES, demo_settings, quick_selection
+    from signalcast.models.registry import create
+
+    quick = quick_selection(demo_settings(tmp_path / "d.db"))
+    assert quick.models.candidates == DEMO_CANDIDATES and quick.training.folds == 4
+    lightgbm = quick.models.params["lightgbm"]
+    assert (lightgbm["n_estimators"], lightgbm["learning_rate"]) == (100, 0.1)
+    assert create("lightgbm", **lightgbm).params["n_estimators"] == 100
+    # an operator's own choice is left alone
+    config = write_config(tmp_path / "own.yaml", {"models": {"candidates": ["lightgbm"]}})
+    loaded = demo_settings(tmp_path / "e.db", config)
+    assert quick_selection(loaded).models == loaded.models
