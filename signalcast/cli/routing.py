@@ -102,8 +102,9 @@ def promote_check(
         promote: Annotated[bool, typer.Option(
             "--promote", help="promote qualifying challengers now (else only show)")] = False,
         config: ConfigOpt = None) -> None:
-    """Compare challengers with champions on shared resolved outcomes (Diebold-Mariano on
-    Brier loss, Newey-West lags = 2 x horizon)."""
+    """Compare challengers with champions on shared resolved outcomes (three-outcome Brier;
+    Diebold-Mariano with Newey-West lags = 3 x horizon, decided by an always-valid e-value
+    against 1 / level)."""
     from signalcast.db.engine import session_scope
     from signalcast.lifecycle.promote import evaluate_promotions
     from signalcast.routing.promotion import compare_target
