@@ -46,7 +46,7 @@ at a nominal 5%).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 MIN_HORIZONS = 8  # the first decision needs at least 8 horizons of shared outcomes
 PLANNED_FACTOR = 2  # the boundary is tightest at twice the first decision's outcomes
@@ -66,9 +66,6 @@ class Evidence:
     @property
     def passed(self) -> bool:
         return self.e_value >= 1.0 / self.alpha
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def epoch_alpha(epoch: int, alpha: float) -> float:
@@ -102,11 +99,15 @@ def mixture_log_e(statistic: float, df: float, n: int, n_planned: int, alpha: fl
     >>> mixture_log_e(6.0, 30.0, 1152, 1152, 0.05) > math.log(1 / 0.05)
     True
     """
+    return _log_e(_normal_equivalent(statistic, df), n, n_planned, alpha)
+
+
+def _log_e(z: float, n: int, n_planned: int, alpha: float) -> float:
+    """``log E_n`` for the normal-equivalent statistic ``z`` (:func:`mixture_log_e`)."""
     from scipy.special import log_ndtr
 
     if n < 1 or n_planned < 1:
         raise ValueError(f"need n >= 1 and n_planned >= 1, got {n} and {n_planned}")
-    z = _normal_equivalent(statistic, df)
     if math.isinf(z):
         return z
     s = z * math.sqrt(n)
@@ -127,9 +128,8 @@ def evidence(statistic: float, df: float, n: int, n_first: int, alpha: float) ->
         raise ValueError(f"the record holds {n} outcomes, fewer than the {n_first} the first "
                          "decision needs")
     n_planned = PLANNED_FACTOR * n_first
-    log_e = mixture_log_e(statistic, df, n, n_planned, alpha)
-    return Evidence(n, n_planned, _normal_equivalent(statistic, df),
-                    math.exp(min(log_e, 690.0)), alpha)
+    z = _normal_equivalent(statistic, df)
+    return Evidence(n, n_planned, z, math.exp(min(_log_e(z, n, n_planned, alpha), 690.0)), alpha)
 
 
 def _normal_equivalent(statistic: float, df: float) -> float:
