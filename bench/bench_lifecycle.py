@@ -225,6 +225,7 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
     p_champ = probs(champion, np.nan_to_num(X[live]))
     p_chal = np.zeros_like(p_champ)
     policy = routing.default
+    n_first = first_look(policy.promote_min_outcomes, effective_horizon(policy, h))
     promoted = dict.fromkeys(RULES)
     state, alarms, blocks, rise = cusum.CusumState(), 0, [], None
     epoch, epoch_start = 0, 0  # drift alarms so far, first outcome of the epoch's record
@@ -259,7 +260,6 @@ def run_seed(seed: int, args, routing: RoutingConfig) -> dict:
                 alarms += 1  # a new comparison epoch: the record restarts after this block
                 epoch, epoch_start = epoch + 1, (b + 1) * h
                 change_seen = start + change * h  # its drift retrain: the next version
-        n_first = first_look(policy.promote_min_outcomes, effective_horizon(policy, h))
         level = epoch_alpha(epoch, policy.promote_significance)
         used = slice(epoch_start, n)
         y = onehot(labels[resolved[used]])

@@ -192,14 +192,13 @@ def compare_target(session: Session, settings: Settings, asset: str, target: str
     every = all_versions(session, asset, target)
     epoch, since = comparison_epoch(session, asset, target, lineup.champion.id)
     level = epoch_alpha(epoch, policy.promote_significance)
+    n_first = first_look(policy.promote_min_outcomes, effective_horizon(policy, cfg.horizon))
     out = []
     for challenger in lineup.versions()[1:]:
         ids = lineage(lineup.champion, challenger, every)
         p_champ, p_chal, y = shared_outcomes(session, lineup.champion.id, ids, now, since)
         item = Comparison(asset, target, label(lineup.champion), label(challenger),
                           lineup.champion.id, challenger.id, len(y))
-        n_first = first_look(policy.promote_min_outcomes,
-                             effective_horizon(policy, cfg.horizon))
         if len(y) >= n_first:
             item.stats = compare(p_champ, p_chal, y, lags=LAGS_PER_HORIZON * cfg.horizon,
                                  margin=policy.promote_margin)
