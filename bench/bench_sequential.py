@@ -20,6 +20,7 @@ import math
 import time
 
 import numpy as np
+from bench_lifecycle import looks_rule  # the replaced rule, one definition for both benches
 
 from signalcast.routing.promotion import LAGS_PER_HORIZON
 from signalcast.stats.diebold_mariano import diebold_mariano
@@ -46,11 +47,10 @@ def first_decision(d: np.ndarray, h: int, alpha: float) -> list[int | None]:
         if found[1] is None and mixture_log_e(-test.statistic, 1e12, n, 2 * n_first,
                                               alpha) >= math.log(1 / alpha):
             found[1] = n
-        k = int(math.floor(math.log2(n / n_first))) + 1  # the look in force
-        n_look = n_first * 2 ** (k - 1)
+        k, n_look, level = looks_rule(n, n_first, alpha)  # the look in force
         if found[2] is None and n - n_look < 24:  # a look is tested once, when it is reached
             look = diebold_mariano(d[:n_look], np.zeros(n_look), lags=lags)
-            if look.p_value < alpha / 2 ** k:
+            if look.p_value < level:
                 found[2] = n
     return found
 
