@@ -70,7 +70,7 @@ def test_a_daily_round_on_overlapping_outcomes_keeps_its_level_and_finds_a_real_
 
     null = np.mean([ever_promoted(overlapping(rng, days * h, h)) for _ in range(150)])
     print(f"false promotions {null:.3f}")
-    assert null <= 0.08  # level 0.05 over 76 daily looks (sampling error of 150 runs)
+    assert null <= 0.07  # level 0.05 over 76 daily looks (sampling error of 150 runs)
     better = np.mean([ever_promoted(overlapping(rng, days * h, h) - 0.12)
                       for _ in range(40)])
     print(f"promotions of a better challenger {better:.2f}")
