@@ -16,6 +16,9 @@ rates are reported beside them.
 
     python bench/bench_scaling.py --assets 8 --ticks 200 [--shadows xgboost,river]
 
+``--recycle 200`` adds, for each worker count, a run whose pool child is replaced every 200
+tasks (``workers.max_tasks_per_child``, the old default) beside the default (never by count).
+
 A capacity run (one candle close of many assets; peak RSS of each worker's pool process):
 
     python bench/bench_scaling.py --assets 100 --counts 2 --noops 200 --ticks 200 --rounds 5
@@ -152,6 +155,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="ticks of all assets timed")
     parser.add_argument("--interleave", type=int, default=4,
                         help="alternating rounds of no-ops and ticks per worker count")
+    parser.add_argument("--recycle", type=int, default=0, metavar="N",
+                        help="also run each worker count with workers.max_tasks_per_child N "
+                             "(a pool child replaced every N tasks), beside the default")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
@@ -187,9 +193,16 @@ def main() -> None:
         env = signalcast_env(config_path, db_url, BROKER)
         figures = {"assets": args.assets, "targets": len(settings.targets),
                    "shadows": shadows, "runs": []}
+        variants = [("default", env)]
+        if args.recycle:
+            recycled = tmp / "recycle.yaml"
+            recycled.write_text(yaml.safe_dump({**config(args.assets, shadows), "workers": {
+                "max_tasks_per_child": args.recycle}}))
+            variants.append((f"max_tasks_per_child={args.recycle}",
+                             signalcast_env(recycled, db_url, BROKER)))
         offset = 0
-        for count in counts:
-            with workers(env, app, count=count, queues="predict") as procs:
+        for count, (variant, variant_env) in ((c, v) for c in counts for v in variants):
+            with workers(variant_env, app, count=count, queues="predict") as procs:
                 tasks.ping.apply_async(queue="predict").get(timeout=60)  # warm up
                 candles = [last - (offset + i) * step for i in range(per_round + 20)]
                 offset += per_round + 20
@@ -209,7 +222,7 @@ def main() -> None:
                 latency = tick_latency(symbols, candles[per_round + 2:], args.rounds)
                 rss = peak_rss_mb(procs)
             med = statistics.median
-            run = {"workers": count,
+            run = {"workers": count, "variant": variant,
                    "noop_per_s": round(med(w for _, w in noops), 1),
                    "ticks_per_s": round(med(w for _, w in ticks), 1),
                    "tick_vs_noop": round(med(t[1] / n[1] for t, n in zip(ticks, noops,
@@ -223,11 +236,14 @@ def main() -> None:
                    "peak_rss_mb": rss}
             figures["runs"].append(run)
             print(json.dumps(run), flush=True)
-        one = figures["runs"][0]
-        figures[f"tick_vs_noop_{counts[0]}w"] = one["tick_vs_noop"]
-        if len(counts) > 1:
-            two = figures["runs"][1]
-            figures[f"speedup_{counts[1]}w"] = round(two["ticks_per_s"] / one["ticks_per_s"], 2)
+        for variant, _ in variants:
+            runs = [r for r in figures["runs"] if r["variant"] == variant]
+            tag = "" if variant == "default" else f"_{variant}"
+            figures[f"tick_vs_noop_{counts[0]}w{tag}"] = runs[0]["tick_vs_noop"]
+            figures[f"ticks_per_s_{counts[0]}w{tag}"] = runs[0]["ticks_per_s"]
+            if len(runs) > 1:
+                figures[f"speedup_{counts[1]}w{tag}"] = round(
+                    runs[1]["ticks_per_s"] / runs[0]["ticks_per_s"], 2)
         print(json.dumps({k: v for k, v in figures.items() if k != "runs"}))
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2))
