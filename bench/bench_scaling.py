@@ -5,7 +5,10 @@ one Postgres database) it measures:
   * the raw Celery no-op round trip (`signalcast.ping`, results collected): the ceiling;
   * predict-tick throughput: asset ticks per second, each tick predicting every target with the
     champion (and the configured shadow challengers, when routing is configured);
-  * latency from a tick's enqueue to its last prediction stored (median, p95).
+  * latency from a tick's enqueue to its last prediction stored (median, p95);
+  * the model floor: features and every model of an asset tick, timed in this process
+    (``model_floor_ms``), and what it bounds: one worker cannot tick faster than one per floor,
+    so ``model_floor_vs_noop`` is the highest tick/no-op ratio these models allow.
 
 No-ops and ticks run in alternating rounds (``--interleave``) and their rates are counted on the
 workers' side (first to last completion, from the result backend): measured one after the
@@ -50,6 +53,7 @@ from signalcast.config.runtime import set_settings  # noqa: E402
 from signalcast.db.engine import init_db, session_scope  # noqa: E402
 from signalcast.lifecycle.train import train_model  # noqa: E402
 from signalcast.pipeline.ingest import ingest_asset  # noqa: E402
+from signalcast.pipeline.predict import served_model  # noqa: E402
 from signalcast.tasks import tasks  # noqa: E402
 from signalcast.tasks.app import app, configure  # noqa: E402
 from tests.processes import signalcast_env, workers  # noqa: E402
@@ -145,6 +149,35 @@ def tick_latency(symbols: list[str], candles: list, rounds: int) -> list[float]:
     return out
 
 
+def model_floor_ms(engine, settings, symbols: list[str], candles: list) -> float:
+    """Median milliseconds, in this process, of what an asset tick cannot do without: its
+    features and every served and shadow model on them (models loaded and verified before).
+    One worker process cannot tick faster than one per this, whatever the engine costs."""
+    from sqlmodel import select
+
+    from signalcast.db.candles import read_candles
+    from signalcast.db.tables import ModelVersion
+    from signalcast.features import MAX_LOOKBACK, latest_features
+    from signalcast.routing.router import model_output
+
+    keys, times = settings.artifact_keys, []
+    with session_scope(engine, readonly=True) as session:
+        for symbol in symbols:
+            cfg = settings.asset(symbol)
+            versions = session.exec(select(ModelVersion).where(
+                ModelVersion.asset == symbol, ModelVersion.role != "retired")).all()
+            models = [served_model(v, keys) for v in versions]
+            for candle in candles:
+                frame = read_candles(session, symbol, cfg.timeframe, end=candle,
+                                     limit=MAX_LOOKBACK + 1)
+                start = time.perf_counter()
+                x = latest_features(frame, cfg.timeframe).reshape(1, -1)
+                for model in models:
+                    model_output(model, x)
+                times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--assets", type=int, default=8)
@@ -191,8 +224,9 @@ def main() -> None:
         last = (now - step).replace(minute=0, second=0, microsecond=0)
         per_round = max(1, args.ticks // len(symbols))
         env = signalcast_env(config_path, db_url, BROKER)
+        floor = model_floor_ms(engine, settings, symbols, [last - i * step for i in range(20)])
         figures = {"assets": args.assets, "targets": len(settings.targets),
-                   "shadows": shadows, "runs": []}
+                   "shadows": shadows, "model_floor_ms": round(floor, 2), "runs": []}
         variants = [("default", env)]
         if args.recycle:
             recycled = tmp / "recycle.yaml"
@@ -240,6 +274,9 @@ def main() -> None:
             runs = [r for r in figures["runs"] if r["variant"] == variant]
             tag = "" if variant == "default" else f"_{variant}"
             figures[f"tick_vs_noop_{counts[0]}w{tag}"] = runs[0]["tick_vs_noop"]
+            # the most a tick of these models could reach against the no-op on one worker
+            figures[f"model_floor_vs_noop_{counts[0]}w{tag}"] = round(
+                1000 / floor / runs[0]["noop_per_s"], 3)
             figures[f"ticks_per_s_{counts[0]}w{tag}"] = runs[0]["ticks_per_s"]
             if len(runs) > 1:
                 figures[f"speedup_{counts[1]}w{tag}"] = round(

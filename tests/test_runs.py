@@ -34,6 +34,31 @@ def test_an_exception_is_recorded_and_re_raised(db_url):
     assert row.status == "failed" and "ValueError: bad candle" in row.error
 
 
+def test_a_run_finished_in_the_work_transaction_is_done_only_with_the_work(db_url):
+    """finish_in: the done record commits with the work's own writes, or not at all."""
+    engine = init_db(db_url)
+    with recorded_run(engine, "t5", 0, "predict", {}, max_lost=3) as rec:
+        with session_scope(engine) as session:
+            _start(session, "work-of-t5", "ingest", {})  # the work's own write
+            rec.finish_in(session, {"predictions": 9})
+            assert run(engine, "t5").status == "running"  # not committed yet
+    row = run(engine, "t5")
+    assert (row.status, row.result) == ("done", {"predictions": 9})
+    assert run(engine, "work-of-t5").attempts == 1
+
+    with pytest.raises(RuntimeError, match="commit lost"), \
+            recorded_run(engine, "t6", 0, "predict", {}, max_lost=3) as rec:
+        with session_scope(engine) as session:
+            _start(session, "work-of-t6", "ingest", {})
+            rec.finish_in(session, {"predictions": 9})
+            raise RuntimeError("commit lost")  # the work's transaction rolls back
+    row = run(engine, "t6")
+    assert row.status == "failed" and row.result == {} and "commit lost" in row.error
+    with session_scope(engine, readonly=True) as session:
+        assert session.exec(select(TaskRun).where(TaskRun.task_id == "work-of-t6")).first() \
+            is None
+
+
 def test_repeated_lost_deliveries_end_in_a_terminal_failure(db_url):
     engine = init_db(db_url)
     for _ in range(2):  # two deliveries whose worker died: started, never finished

@@ -25,10 +25,23 @@ class RunRecorder:
     def __init__(self, engine: Engine, task_id: str):
         self.engine, self.task_id = engine, task_id
         self.result: dict[str, Any] = {}
+        self.finished = False  # recorded done in the work's own transaction (finish_in)
 
     def _set(self, **values: Any) -> None:
         with session_scope(self.engine) as session:
-            session.execute(update(TaskRun).where(TaskRun.task_id == self.task_id).values(**values))
+            self._update(session, **values)
+
+    def _update(self, session: Session, **values: Any) -> None:
+        session.execute(update(TaskRun).where(TaskRun.task_id == self.task_id).values(**values))
+
+    def finish_in(self, session: Session, result: dict[str, Any]) -> None:
+        """Record the run done with ``result`` in ``session``'s transaction, the one that writes
+        the task's work: the record says done exactly when that work is committed, and the
+        run costs one transaction fewer. Should the commit fail, the block's exception records
+        the run failed as usual."""
+        self.result = result
+        self._update(session, status="done", finished_at=utcnow(), error=None, result=result)
+        self.finished = True
 
     def progress(self, message: str) -> None:
         self._set(progress=message[:500])
@@ -82,7 +95,9 @@ def recorded_run(engine: Engine, task_id: str, retries: int, name: str,
                       error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"[:2000])
         raise
     else:
-        recorder._set(status="done", finished_at=utcnow(), error=None, result=recorder.result)
+        if not recorder.finished:
+            recorder._set(status="done", finished_at=utcnow(), error=None,
+                          result=recorder.result)
 
 
 FINAL = ("done", "failed")

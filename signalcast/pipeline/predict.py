@@ -11,6 +11,7 @@ the same prediction twice inserts nothing new. A target whose served prediction 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -121,18 +122,25 @@ def predict_asset(session: Session, settings: Settings, asset: str,
                              plan_predictions(session, settings, asset, candle_time))
 
 
-def predict_candle(engine: Engine, settings: Settings, asset: str,
-                   candle_time: datetime) -> PredictResult:
+def predict_candle(engine: Engine, settings: Settings, asset: str, candle_time: datetime, *,
+                   before_commit: Callable[[Session, PredictResult], None] | None = None
+                   ) -> PredictResult:
     """:func:`predict_asset` in two transactions: the reads, the features, the routing and the
     model calls in a read-only one, then the rows, the breaker changes and the alerts in a
     short write one. On SQLite a write transaction holds the file's one write lock from its
     start (``BEGIN IMMEDIATE``), so model calls inside it made every other process wait (a
     second predict worker, a parallel replay). What another run of the same prediction stored
-    in between wins (:func:`store_predictions`), so nothing is doubled."""
+    in between wins (:func:`store_predictions`), so nothing is doubled.
+
+    ``before_commit(session, result)`` runs last in the write transaction (the task records
+    its run done there, so the record and the rows commit together)."""
     with session_scope(engine, readonly=True) as session:
         plan = plan_predictions(session, settings, asset, candle_time, defer=True)
     with session_scope(engine) as session:
-        return store_predictions(session, settings, plan)
+        result = store_predictions(session, settings, plan)
+        if before_commit is not None:
+            before_commit(session, result)
+        return result
 
 
 @dataclass

@@ -94,8 +94,9 @@ def predict(self: Task, asset: str, candle_time: str, deadline: str | None = Non
             run.result = {"asset": asset, "candle_time": candle_time, "predictions": 0,
                           "alerts": 0, "skipped": {"*": why}, "expired": True}
             return run.result
-        run.result = predict_candle(_engine(), get_settings(), asset,
-                                    _when(candle_time)).to_dict()
+        predict_candle(_engine(), get_settings(), asset, _when(candle_time),
+                       before_commit=lambda session, result: run.finish_in(session,
+                                                                           result.to_dict()))
         return run.result
 
 
