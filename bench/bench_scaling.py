@@ -19,8 +19,10 @@ rates are reported beside them.
 
     python bench/bench_scaling.py --assets 8 --ticks 200 [--shadows xgboost,river]
 
-``--recycle 200`` adds, for each worker count, a run whose pool child is replaced every 200
-tasks (``workers.max_tasks_per_child``, the old default) beside the default (never by count).
+``--batch 1,6`` runs each worker count with one predict task per asset and with one per 6
+assets (``predict_assets``, what ``schedule.tick_batch_assets: 6`` publishes), side by side;
+rates count asset ticks. ``--recycle 200`` adds, for each worker count, a run whose pool
+child is replaced every 200 tasks (``workers.max_tasks_per_child``, the old default).
 
 A capacity run (one candle close of many assets; peak RSS of each worker's pool process):
 
@@ -96,13 +98,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def worker_rate(results) -> float:
-    """Tasks per second the workers finished, from the first result's completion to the last
-    (the result backend's ``date_done``): what the client costs to publish and collect is
-    left out, so a no-op batch measures the workers' ceiling, not this process."""
-    done = sorted(r.date_done for r in results)
-    span = (done[-1] - done[0]).total_seconds()
-    return (len(done) - 1) / span if span > 0 else float("nan")
+def worker_rate(results, sizes: list[int] | None = None) -> float:
+    """Tasks (or, with ``sizes``, the asset ticks they carry) per second the workers finished,
+    from the first result's completion to the last (the result backend's ``date_done``): what
+    the client costs to publish and collect is left out, so a no-op batch measures the
+    workers' ceiling, not this process."""
+    done = sorted(zip((r.date_done for r in results), sizes or [1] * len(results),
+                      strict=True))
+    span = (done[-1][0] - done[0][0]).total_seconds()
+    return sum(n for _, n in done[1:]) / span if span > 0 else float("nan")
 
 
 def raw_noop_rate(n: int) -> tuple[float, float]:
@@ -114,15 +118,28 @@ def raw_noop_rate(n: int) -> tuple[float, float]:
     return n / (time.perf_counter() - start), worker_rate(results)
 
 
-def tick_throughput(symbols: list[str], candles: list, n_ticks: int
+def publish_tick(symbols: list[str], candle, batch: int) -> tuple[list, list[int]]:
+    """One candle's predictions of every asset, as the scheduler publishes them: a
+    ``predict`` per asset, or a ``predict_assets`` per ``batch`` assets. (results, sizes)"""
+    if batch == 1:
+        return [tasks.predict.delay(a, candle.isoformat()) for a in symbols], [1] * len(symbols)
+    chunks = [symbols[i:i + batch] for i in range(0, len(symbols), batch)]
+    return ([tasks.predict_assets.delay(c, candle.isoformat()) for c in chunks],
+            [len(c) for c in chunks])
+
+
+def tick_throughput(symbols: list[str], candles: list, batch: int = 1
                     ) -> tuple[float, float, int]:
-    """(client rate, workers' rate, predictions served) of ``n_ticks`` asset ticks."""
-    jobs = [(symbols[i % len(symbols)], candles[(i // len(symbols)) % len(candles)])
-            for i in range(n_ticks)]
+    """(client rate, workers' rate, predictions served) of every asset's tick at ``candles``
+    (asset ticks per second)."""
     start = time.perf_counter()
-    results = [tasks.predict.delay(a, c.isoformat()) for a, c in jobs]
+    results, sizes = [], []
+    for candle in candles:
+        published, n = publish_tick(symbols, candle, batch)
+        results += published
+        sizes += n
     served = sum(r.get(timeout=300)["predictions"] for r in results)
-    return n_ticks / (time.perf_counter() - start), worker_rate(results), served
+    return (sum(sizes) / (time.perf_counter() - start), worker_rate(results, sizes), served)
 
 
 def peak_rss_mb(procs) -> list[float]:
@@ -137,12 +154,13 @@ def peak_rss_mb(procs) -> list[float]:
     return out
 
 
-def tick_latency(symbols: list[str], candles: list, rounds: int) -> list[float]:
+def tick_latency(symbols: list[str], candles: list, rounds: int, batch: int = 1
+                 ) -> list[float]:
     """Seconds from enqueueing one tick (all assets) to its last prediction stored."""
     out = []
     for candle in candles[:rounds]:
         start = time.perf_counter()
-        results = [tasks.predict.delay(a, candle.isoformat()) for a in symbols]
+        results, _ = publish_tick(symbols, candle, batch)
         for r in results:
             r.get(timeout=120)
         out.append(time.perf_counter() - start)
@@ -188,12 +206,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="ticks of all assets timed")
     parser.add_argument("--interleave", type=int, default=4,
                         help="alternating rounds of no-ops and ticks per worker count")
+    parser.add_argument("--batch", default="1",
+                        help="comma-separated assets per predict task (schedule."
+                             "tick_batch_assets), each run beside the others")
     parser.add_argument("--recycle", type=int, default=0, metavar="N",
                         help="also run each worker count with workers.max_tasks_per_child N "
                              "(a pool child replaced every N tasks), beside the default")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
+    batches = [int(b) for b in args.batch.split(",")]
     shadows = [s for s in args.shadows.split(",") if s]
 
     tmp = Path(tempfile.mkdtemp(prefix="signalcast-bench-"))
@@ -227,20 +249,20 @@ def main() -> None:
         floor = model_floor_ms(engine, settings, symbols, [last - i * step for i in range(20)])
         figures = {"assets": args.assets, "targets": len(settings.targets),
                    "shadows": shadows, "model_floor_ms": round(floor, 2), "runs": []}
-        variants = [("default", env)]
+        variants = [("default" if b == 1 else f"batch={b}", env, b) for b in batches]
         if args.recycle:
             recycled = tmp / "recycle.yaml"
             recycled.write_text(yaml.safe_dump({**config(args.assets, shadows), "workers": {
                 "max_tasks_per_child": args.recycle}}))
             variants.append((f"max_tasks_per_child={args.recycle}",
-                             signalcast_env(recycled, db_url, BROKER)))
+                             signalcast_env(recycled, db_url, BROKER), 1))
         offset = 0
-        for count, (variant, variant_env) in ((c, v) for c in counts for v in variants):
+        for count, (variant, variant_env, batch) in ((c, v) for c in counts for v in variants):
             with workers(variant_env, app, count=count, queues="predict") as procs:
                 tasks.ping.apply_async(queue="predict").get(timeout=60)  # warm up
                 candles = [last - (offset + i) * step for i in range(per_round + 20)]
                 offset += per_round + 20
-                tick_throughput(symbols, candles[per_round:per_round + 2], len(symbols) * 2)
+                tick_throughput(symbols, candles[per_round:per_round + 2], batch)
                 # No-ops and ticks in alternating rounds, so a load that changes during the
                 # run (this machine is shared) weighs on both alike; the ratio is the median
                 # of each round's ticks / no-ops, measured on the workers' side.
@@ -249,11 +271,10 @@ def main() -> None:
                 for k in range(parts):
                     noops.append(raw_noop_rate(max(1, args.noops // parts)))
                     chunk = candles[k * per_round // parts:(k + 1) * per_round // parts]
-                    client, workers_side, n = tick_throughput(symbols, chunk,
-                                                              len(chunk) * len(symbols))
+                    client, workers_side, n = tick_throughput(symbols, chunk, batch)
                     ticks.append((client, workers_side))
                     served += n
-                latency = tick_latency(symbols, candles[per_round + 2:], args.rounds)
+                latency = tick_latency(symbols, candles[per_round + 2:], args.rounds, batch)
                 rss = peak_rss_mb(procs)
             med = statistics.median
             run = {"workers": count, "variant": variant,
@@ -270,7 +291,7 @@ def main() -> None:
                    "peak_rss_mb": rss}
             figures["runs"].append(run)
             print(json.dumps(run), flush=True)
-        for variant, _ in variants:
+        for variant, _, _ in variants:
             runs = [r for r in figures["runs"] if r["variant"] == variant]
             tag = "" if variant == "default" else f"_{variant}"
             figures[f"tick_vs_noop_{counts[0]}w{tag}"] = runs[0]["tick_vs_noop"]

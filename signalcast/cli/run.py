@@ -281,7 +281,8 @@ def tick(
         enqueue = redo_tick if redo else candle_close_tick
         results = enqueue(engine, settings, parse_time(at))
         again = " again" if redo else ""
-        console.print(f"enqueued {len(results)} asset tick(s){again}")
+        batches = (f" in {len(results)} batch(es)" if len(results) != results.assets else "")
+        console.print(f"enqueued {results.assets} asset tick(s){batches}{again}")
         if not results and not redo:
             console.print("already enqueued for this time; pass --redo to enqueue it again")
         failures = wait_tick(results) if wait else []

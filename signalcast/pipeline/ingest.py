@@ -38,15 +38,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from signalcast.config import AssetConfig, Settings
-from signalcast.core.errors import TemporaryError
+from signalcast.core.errors import DataError, TemporaryError, UnknownNameError
 from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
 from signalcast.data import SyntheticMarket
 from signalcast.data.calendars import expected_slots
 from signalcast.data.market_cache import shared_market
 from signalcast.db.candles import last_candle_time, store_candles
+from signalcast.db.engine import session_scope
 from signalcast.db.tables import Candle, CandleGap
 from signalcast.db.upsert import upsert
 
@@ -79,6 +81,26 @@ class IngestProgress:
 
 
 ProgressFn = Callable[[IngestProgress], None]
+
+
+def ingest_assets(engine: Engine, settings: Settings, assets: list[str], now: datetime) -> dict:
+    """:func:`ingest_asset` for each of ``assets`` in its own transaction (a tick's batch,
+    ``schedule.tick_batch_assets``): an asset whose candles cannot be had (bad data, a late
+    candle, an asset no longer configured) is reported under ``failed`` and the others go
+    on; its prediction then finds no candle and says so. Database errors propagate (the task
+    is retried; what was stored stays stored and is not stored twice)."""
+    out: dict[str, Any] = {"assets": {}, "failed": {}}
+    for asset in assets:
+        try:
+            with session_scope(engine) as session:
+                out["assets"][asset] = ingest_asset(session, settings, asset, now)
+        except (DataError, TemporaryError, UnknownNameError) as exc:
+            log.warning("%s: ingest failed: %s", asset, exc)
+            out["failed"][asset] = f"{type(exc).__name__}: {exc}"[:500]
+    if assets and len(out["failed"]) == len(assets):
+        raise DataError("no asset of the batch could be ingested: " + "; ".join(
+            f"{a}: {why}" for a, why in out["failed"].items())[:1500])
+    return out
 
 
 def ingest_asset(session: Session, settings: Settings, asset: str, now: datetime,

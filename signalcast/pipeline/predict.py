@@ -25,7 +25,7 @@ from signalcast.alerts.rules import (
     signal_payload,
 )
 from signalcast.config import AssetConfig, Settings, TargetConfig
-from signalcast.core.errors import ArtifactError, DataError
+from signalcast.core.errors import ArtifactError, DataError, UnknownNameError
 from signalcast.core.timeframes import utc
 from signalcast.core.versions import VersionRef, label
 from signalcast.db.candles import read_candles
@@ -141,6 +141,38 @@ def predict_candle(engine: Engine, settings: Settings, asset: str, candle_time: 
         if before_commit is not None:
             before_commit(session, result)
         return result
+
+
+def predict_candles(engine: Engine, settings: Settings, assets: list[str],
+                    candle_time: datetime, *,
+                    before_commit: Callable[[Session, dict], None] | None = None) -> dict:
+    """:func:`predict_candle` for several assets at one candle (a tick's batch,
+    ``schedule.tick_batch_assets``) in the same two transactions: every asset's reads and
+    model calls in one read-only one, every asset's rows, breaker changes and alerts in one
+    write one. An asset whose candle is not stored (its ingest failed) or that is no longer
+    configured is reported under ``failed`` and predicts nothing; the others are stored.
+    Returns ``{"candle_time", "predictions", "alerts", "assets": {asset: result}, "failed"}``;
+    ``before_commit(session, that)`` runs last in the write transaction."""
+    out: dict = {"candle_time": utc(candle_time).isoformat(), "predictions": 0, "alerts": 0,
+                 "assets": {}, "failed": {}}
+    plans: list[PredictPlan] = []
+    with session_scope(engine, readonly=True) as session:
+        for asset in assets:
+            try:
+                plans.append(plan_predictions(session, settings, asset, candle_time,
+                                              defer=True))
+            except (DataError, UnknownNameError) as exc:
+                log.warning("%s at %s: not predicted: %s", asset, out["candle_time"], exc)
+                out["failed"][asset] = f"{type(exc).__name__}: {exc}"[:500]
+    with session_scope(engine) as session:
+        for plan in plans:
+            result = store_predictions(session, settings, plan)
+            out["assets"][result.asset] = result.to_dict()
+            out["predictions"] += result.predictions
+            out["alerts"] += result.alerts
+        if before_commit is not None:
+            before_commit(session, out)
+    return out
 
 
 @dataclass

@@ -35,7 +35,7 @@ def previous_fire(trigger: CronTrigger, now: datetime, lookback: timedelta) -> d
 
 def catch_up(engine: Engine, settings: Settings, now: datetime) -> dict[str, int]:
     now = utc(now)
-    ticks = len(candle_close_tick(engine, settings, now))
+    ticks = candle_close_tick(engine, settings, now).assets
     trigger = CronTrigger.from_crontab(settings.schedule.retrain_cron, timezone="UTC")
     due = previous_fire(trigger, now, lookback=timedelta(days=8))
     with session_scope(engine, readonly=True) as session:

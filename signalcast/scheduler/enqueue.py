@@ -25,6 +25,7 @@ from celery.canvas import Signature, maybe_signature
 from celery.result import AsyncResult
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ScheduledEnqueue, utcnow
@@ -99,17 +100,39 @@ def enqueue_once(engine: Engine, job: str, fire_time: datetime, signature: Signa
                  deadline: datetime | None = None) -> AsyncResult | None:
     """Enqueue ``signature`` unless (job, fire_time) was enqueued before: commit a pending
     row, publish with no transaction open, mark it sent. None when it was enqueued before."""
-    ids = task_ids(signature)
-    row = {"job": job, "fire_time": fire_time, "task_ids": ids, "status": "pending",
-           "deadline": deadline, "signature": dict(signature), "enqueued_at": utcnow()}
+    return enqueue_shared(engine, {job: task_ids(signature)}, fire_time, signature,
+                          deadline=deadline)
 
-    def insert() -> bool:
+
+def enqueue_shared(engine: Engine, jobs: dict[str, list[str]], fire_time: datetime,
+                   signature: Signature, *, deadline: datetime | None = None
+                   ) -> AsyncResult | None:
+    """:func:`enqueue_once` for several jobs that one publish serves (a tick's batch of
+    assets): a row per job (with the task ids that are its own work), committed together,
+    one publish, marked sent together. None when every job was enqueued before; when only
+    some were, the whole signature is published again (its task ids are deterministic and
+    its tasks idempotent: the work enqueued before is not done twice)."""
+    now, stored = utcnow(), dict(signature)
+    rows = [{"job": job, "fire_time": fire_time, "task_ids": ids, "status": "pending",
+             "deadline": deadline, "signature": stored, "enqueued_at": now}
+            for job, ids in jobs.items()]
+    what = ", ".join(jobs) if len(jobs) <= 3 else f"{next(iter(jobs))} and {len(jobs) - 1} more"
+
+    def insert() -> list[str]:
         with session_scope(engine) as session:
-            return insert_ignore(session, ScheduledEnqueue, row, keys=["job", "fire_time"])
+            return [row["job"] for row in rows
+                    if insert_ignore(session, ScheduledEnqueue, row, keys=["job", "fire_time"])]
 
-    if not _with_retries(f"recording {job} at {fire_time}", insert):
-        log.info("%s at %s was enqueued before; skipped", job, fire_time)
+    new = _with_retries(f"recording {what} at {fire_time}", insert)
+    if not new:
+        log.info("%s at %s was enqueued before; skipped", what, fire_time)
         return None
-    result = publish(signature, f"{job} at {fire_time}")
-    mark(engine, job, fire_time, status="sent", sent_at=utcnow())
+    result = publish(signature, f"{what} at {fire_time}")
+    try:
+        with session_scope(engine) as session:
+            session.execute(update(ScheduledEnqueue).where(
+                col(ScheduledEnqueue.job).in_(new), ScheduledEnqueue.fire_time == fire_time)
+                .values(status="sent", sent_at=utcnow()))
+    except Exception as exc:  # harmless: the reconciler publishes it again (same task ids)
+        log.warning("%s at %s: could not record it sent (%s)", what, fire_time, exc)
     return result

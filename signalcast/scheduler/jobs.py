@@ -23,8 +23,8 @@ from signalcast.config import Settings
 from signalcast.core.timeframes import last_closed_open_time, utc
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import AlertOutbox
-from signalcast.scheduler.enqueue import enqueue_once
-from signalcast.scheduler.ticks import TickResults, asset_plan, drain_signature
+from signalcast.scheduler.enqueue import enqueue_once, enqueue_shared
+from signalcast.scheduler.ticks import TickResults, asset_plan, batch_plans, drain_signature
 from signalcast.tasks import tasks
 from signalcast.tasks.enqueuer import retrain_signatures
 
@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 
 def candle_close_tick(engine: Engine, settings: Settings, now: datetime,
                       timeframe: str | None = None, *, job: str = "tick") -> TickResults:
-    """After a candle close: per asset ingest, then predict and resolve; one drain per
-    timeframe's tick (scheduler/ticks.py). Returns the per-asset results (``.drain``: the
-    drain's).
+    """After a candle close: per asset ingest, then predict and resolve (by batches of
+    ``schedule.tick_batch_assets``); one drain per timeframe's tick (scheduler/ticks.py).
+    Returns the per-asset (per-batch) results (``.drain``: the drain's).
 
     ``job`` names the dedup key space: a replay uses its own so it never collides with the
     live scheduler's record of what it enqueued."""
@@ -45,14 +45,18 @@ def candle_close_tick(engine: Engine, settings: Settings, now: datetime,
         if timeframe is not None and tf != timeframe:
             continue
         candle_time = last_closed_open_time(now, tf)
+        symbols = [a.symbol for a in settings.assets if a.timeframe == tf]
+        size = settings.schedule.tick_batch_assets
         plans = []
-        for asset in (a for a in settings.assets if a.timeframe == tf):
-            plan = asset_plan(job, asset.symbol, tf, now, candle_time)
-            result = enqueue_once(engine, plan.job, candle_time, plan.flow,
-                                   deadline=plan.deadline)
+        for batch in (symbols[i:i + size] for i in range(0, len(symbols), size)):
+            shared = ([asset_plan(job, batch[0], tf, now, candle_time)] if len(batch) == 1
+                      else batch_plans(job, batch, tf, now, candle_time))
+            result = enqueue_shared(engine, {p.job: p.ids for p in shared}, candle_time,
+                                    shared[0].flow, deadline=shared[0].deadline)
             if result is not None:
                 results.append(result)
-                plans.append(plan)
+                results.assets += len(shared)
+                plans.extend(shared)
         if plans:
             results.drain = enqueue_once(
                 engine, f"drain:{job}:{tf}", candle_time,

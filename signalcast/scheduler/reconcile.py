@@ -97,12 +97,14 @@ def redo_tick(engine: Engine, settings: Settings, now: datetime,
         if any(row is None for row in rows.values()):  # never enqueued: as the scheduler would
             fresh = candle_close_tick(engine, settings, now, tf)
             results.extend(fresh)
+            results.assets += fresh.assets
             results.drain = fresh.drain
         plans = []
         for asset, row in rows.items():
             if row is not None:
                 plan = asset_plan(LIVE, asset, tf, now, candle_time, redo=row.redos + 1)
                 results.append(_send_redo(engine, row, plan))
+                results.assets += 1
                 plans.append(plan)
         if plans:
             results.drain = publish(drain_signature(LIVE, tf, candle_time, plans, settings,
@@ -120,7 +122,7 @@ def _republish_pending(engine: Engine, settings: Settings, now: datetime,
     with session_scope(engine, readonly=True) as session:
         rows = session.exec(select(ScheduledEnqueue).where(
             ScheduledEnqueue.status == "pending", ScheduledEnqueue.enqueued_at <= older)).all()
-    count = 0
+    count, published = 0, set()
     for row in rows:
         if row.deadline is not None and now > row.deadline:
             mark(engine, row.job, row.fire_time, status="expired")
@@ -129,9 +131,12 @@ def _republish_pending(engine: Engine, settings: Settings, now: datetime,
             continue
         if not row.signature:
             continue
-        log.warning("%s at %s: enqueue recorded but its publish was not confirmed; "
-                    "publishing it again", row.job, row.fire_time)
-        publish(row.signature, f"{row.job} at {row.fire_time}")
+        shared = row.task_ids[0] if row.task_ids else None  # a batch's rows share one flow
+        if shared is None or shared not in published:
+            log.warning("%s at %s: enqueue recorded but its publish was not confirmed; "
+                        "publishing it again", row.job, row.fire_time)
+            publish(row.signature, f"{row.job} at {row.fire_time}")
+            published.add(shared)
         mark(engine, row.job, row.fire_time, status="sent", sent_at=utcnow())
         count += 1
     return count

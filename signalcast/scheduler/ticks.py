@@ -11,6 +11,10 @@ task refuses to predict after it: a signal computed after its candle's next clos
 the price levels of then. The deadline is the candle's next close on the wall clock; a replay
 of history (its next close long past) gets one candle's time from when it was published.
 
+With ``schedule.tick_batch_assets`` above 1, the assets of a timeframe are ticked in batches:
+one ``ingest_assets`` and one ``predict_assets`` per batch (:func:`batch_plans`), each asset's
+``resolve`` its own; each asset keeps its own enqueue record and expected result.
+
 Task ids are deterministic: ``<job>:<asset>:<candle>[:r<redo>]:<step>``; a re-enqueue of lost
 work (``redo``) runs under fresh ids, so the attempt counter of the task runs stays an honest
 count of lost deliveries.
@@ -18,6 +22,7 @@ count of lost deliveries.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,10 +37,12 @@ from signalcast.tasks import tasks
 
 
 class TickResults(list):
-    """The per-asset results of one tick (what the scheduler and the CLI wait on), with the
-    tick's one drain (``drain``; None when nothing was enqueued)."""
+    """The per-asset (per-batch) results of one tick (what the scheduler and the CLI wait
+    on), with the tick's one drain (``drain``; None when nothing was enqueued) and how many
+    asset ticks they carry (``assets``)."""
 
     drain: AsyncResult | None = None
+    assets: int = 0
 
 
 @dataclass
@@ -64,6 +71,31 @@ def asset_plan(job: str, asset: str, timeframe: str, now: datetime, candle_time:
               tasks.resolve.si(asset, now.isoformat()).set(task_id=ids[2], expires=expires)),
     )
     return TickPlan(asset, f"{job}:{asset}", candle_time, deadline, flow, ids)
+
+
+def batch_plans(job: str, assets: list[str], timeframe: str, now: datetime,
+                candle_time: datetime) -> list[TickPlan]:
+    """The tick of a batch of assets (``schedule.tick_batch_assets``): one ``ingest_assets``,
+    then one ``predict_assets`` and each asset's own ``resolve``. One plan per asset, sharing
+    the flow; each plan's ids are the batch's ingest and predict and the asset's resolve, so
+    the drain and the reconciler judge each asset as they judge a tick of its own (a lost
+    asset is redone on its own: :func:`asset_plan`)."""
+    deadline = tick_deadline(candle_time, timeframe)
+    # the batch's name in its task ids: its first asset, how many more, a digest of them all
+    digest = hashlib.sha1("\n".join(assets).encode()).hexdigest()[:8]
+    key = tick_key(job, f"{assets[0]}+{len(assets) - 1}#{digest}", candle_time, 0)
+    expires = deadline.isoformat()
+    ingest_id, predict_id = f"{key}:ingest", f"{key}:predict"
+    resolves = {a: f"{tick_key(job, a, candle_time, 0)}:resolve" for a in assets}
+    flow = chain(
+        tasks.ingest_assets.si(assets, now.isoformat()).set(task_id=ingest_id, expires=expires),
+        group(tasks.predict_assets.si(assets, candle_time.isoformat(), expires)
+              .set(task_id=predict_id, expires=expires),
+              *(tasks.resolve.si(a, now.isoformat()).set(task_id=resolves[a], expires=expires)
+                for a in assets)),
+    )
+    return [TickPlan(a, f"{job}:{a}", candle_time, deadline, flow,
+                     [ingest_id, predict_id, resolves[a]]) for a in assets]
 
 
 def drain_signature(job: str, timeframe: str, candle_time: datetime, plans: list[TickPlan],

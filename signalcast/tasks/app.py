@@ -44,6 +44,9 @@ TIME_LIMITS = {
     "signalcast.train_asset": (90 * 60, 95 * 60),  # every target of one asset, one by one
     "signalcast.ingest": (150, 180),  # a tick's ingest; long backfills run from the CLI
     "signalcast.predict": (60, 90),
+    # a tick's batches (schedule.tick_batch_assets, at most 100 assets)
+    "signalcast.ingest_assets": (150, 180),
+    "signalcast.predict_assets": (120, 150),
     "signalcast.resolve": (120, 180),
     "signalcast.send_alerts": (120, 180),
     "signalcast.evaluate_promotions": (10 * 60, 12 * 60),

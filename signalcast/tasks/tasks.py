@@ -88,16 +88,47 @@ def predict(self: Task, asset: str, candle_time: str, deadline: str | None = Non
     args = {"asset": asset, "candle_time": candle_time}
     with _recorded(self, "predict", args) as run:
         if deadline is not None and datetime.now(UTC) > _when(deadline):
-            why = (f"too late: the tick's deadline {deadline} passed (the candle's next close); "
-                   "a signal now would carry the price levels of then")
-            log.warning("%s at %s: %s", asset, candle_time, why)
-            run.result = {"asset": asset, "candle_time": candle_time, "predictions": 0,
-                          "alerts": 0, "skipped": {"*": why}, "expired": True}
+            run.result = {"asset": asset, **_too_late(asset, candle_time, deadline)}
             return run.result
         predict_candle(_engine(), get_settings(), asset, _when(candle_time),
                        before_commit=lambda session, result: run.finish_in(session,
                                                                            result.to_dict()))
         return run.result
+
+
+@app.task(name="signalcast.ingest_assets", bind=True, **DB_RETRY)
+def ingest_assets(self: Task, assets: list[str], now: str) -> dict:
+    """A batch of ``ingest`` (``schedule.tick_batch_assets``): one run for several assets,
+    each in its own transaction; an asset that fails is reported, the others go on."""
+    from signalcast.pipeline.ingest import ingest_assets as ingest_many
+
+    with _recorded(self, "ingest_assets", {"assets": assets, "now": now}) as run:
+        run.result = ingest_many(_engine(), get_settings(), list(assets), _when(now))
+        return run.result
+
+
+@app.task(name="signalcast.predict_assets", bind=True, **RETRY)
+def predict_assets(self: Task, assets: list[str], candle_time: str,
+                   deadline: str | None = None) -> dict:
+    """A batch of ``predict`` (``schedule.tick_batch_assets``): every asset's reads and model
+    calls in one transaction, every asset's rows in one more, the run recorded done in it."""
+    from signalcast.pipeline.predict import predict_candles
+
+    with _recorded(self, "predict_assets", {"assets": assets, "candle_time": candle_time}) as run:
+        if deadline is not None and datetime.now(UTC) > _when(deadline):
+            run.result = _too_late(", ".join(assets), candle_time, deadline)
+            return run.result
+        predict_candles(_engine(), get_settings(), list(assets), _when(candle_time),
+                        before_commit=run.finish_in)
+        return run.result
+
+
+def _too_late(what: str, candle_time: str, deadline: str) -> dict:
+    why = (f"too late: the tick's deadline {deadline} passed (the candle's next close); "
+           "a signal now would carry the price levels of then")
+    log.warning("%s at %s: %s", what, candle_time, why)
+    return {"candle_time": candle_time, "predictions": 0, "alerts": 0, "skipped": {"*": why},
+            "expired": True}
 
 
 @app.task(name="signalcast.resolve", bind=True, **RETRY)
