@@ -131,3 +131,74 @@ def test_a_lost_batch_is_redone_asset_by_asset_and_lands_once(tmp_path):
     predictions = served(engine)
     assert len(predictions) == len(set(predictions)) == expected
     set_settings(None)
+
+
+def test_a_batch_stores_what_each_asset_alone_stores(tmp_path):
+    """predict_candles (one read, one write transaction, one insert for all assets) against
+    predict_candle per asset, at the same candle on the same models: the same rows."""
+    from sqlalchemy import delete
+
+    from signalcast.lifecycle.train import train_model
+    from signalcast.pipeline.predict import predict_candle, predict_candles
+
+    url = f"sqlite:///{tmp_path / 'same.db'}"
+    overrides = {"routing": {"default": {"shadows": ["river"]}}}
+    settings = load_settings(write_config(tmp_path / "same.yaml", overrides), database_url=url,
+                             broker_url=None, telegram_token=None)
+    engine = init_db(url)
+    now = seed_history(engine, settings)
+    symbols = [a.symbol for a in settings.assets]
+    for asset in symbols:
+        for target in settings.targets:
+            for family in ("lightgbm", "river"):
+                train_model(engine, settings, asset, target.key, family, now=now)
+    candle = last_closed_open_time(now, "1h")
+
+    def rows() -> set[tuple]:
+        with session_scope(engine, readonly=True) as session:
+            return set(session.exec(select(
+                Prediction.asset, Prediction.target, Prediction.model_version_id,
+                Prediction.prob_up, Prediction.prob_down, Prediction.served, Prediction.role,
+                Prediction.alert_held).where(Prediction.candle_time == candle)).all())
+
+    batch = predict_candles(engine, settings, [*symbols, "DOGE/USDT"], candle)
+    assert batch["predictions"] == len(symbols) * len(settings.targets) * 2
+    assert set(batch["failed"]) == {"DOGE/USDT"}
+    assert {a: r["predictions"] for a, r in batch["assets"].items()} == {
+        a: len(settings.targets) * 2 for a in symbols}
+    together = rows()
+    assert predict_candles(engine, settings, symbols, candle)["predictions"] == 0  # a rerun
+    with session_scope(engine) as session:
+        session.execute(delete(Prediction).where(Prediction.candle_time == candle))
+    alone = [predict_candle(engine, settings, a, candle) for a in symbols]
+    assert sum(r.predictions for r in alone) == batch["predictions"]
+    assert rows() == together
+    assert {r.asset: r.served for r in alone} == {a: batch["assets"][a]["served"]
+                                                  for a in symbols}
+
+
+def test_latest_candles_of_many_assets_are_what_each_read_returns(tmp_path):
+    """read_latest_candles: one bounded query, and an asset with a gap in the window (a
+    closed market, a missing candle) read on its own, so every frame equals read_candles'."""
+    from signalcast.db.candles import read_candles, read_latest_candles
+    from signalcast.db.tables import Candle
+
+    url = f"sqlite:///{tmp_path / 'gap.db'}"
+    settings = load_settings(write_config(tmp_path / "gap.yaml"), database_url=url,
+                             broker_url=None, telegram_token=None)
+    engine = init_db(url)
+    now = seed_history(engine, settings, days=20)
+    end = last_closed_open_time(now, "1h") - timedelta(hours=5)
+    with session_scope(engine) as session:  # a hole in ETH's window: 3 candles missing
+        session.execute(Candle.__table__.delete().where(
+            Candle.asset == "ETH/USDT", Candle.time > end - timedelta(hours=40),
+            Candle.time <= end - timedelta(hours=37)))
+    with session_scope(engine, readonly=True) as session:
+        frames = read_latest_candles(session, ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "1h",
+                                     end=end, limit=121)
+        for asset, frame in frames.items():
+            alone = read_candles(session, asset, "1h", end=end, limit=121)
+            assert frame.equals(alone), asset
+    assert len(frames["BTC/USDT"]) == len(frames["ETH/USDT"]) == 121
+    assert frames["ETH/USDT"].index[0] < frames["BTC/USDT"].index[0]  # reached further back
+    assert frames["SOL/USDT"].empty  # not stored: as read_candles says

@@ -93,7 +93,34 @@ def read_candles(session: Session, asset: str, timeframe: str, *,
     query = query.order_by(col(Candle.time).desc())
     if limit is not None:
         query = query.limit(limit)
-    rows = session.exec(query).all()[::-1]
+    return _frame(session.exec(query).all()[::-1])
+
+
+def read_latest_candles(session: Session, assets: list[str], timeframe: str, *,
+                        end: datetime, limit: int) -> dict[str, pd.DataFrame]:
+    """:func:`read_candles` ``(end=end, limit=limit)`` for several assets of one timeframe in
+    one bounded query: the candles of the ``limit`` slots up to ``end``. An asset with fewer
+    there (a gap, a market's closed hours) is read on its own, so each frame is what
+    ``read_candles`` returns."""
+    end = utc(end)
+    start = end - timeframe_to_timedelta(timeframe) * (limit - 1)
+    rows = session.exec(select(Candle.asset, Candle.time, Candle.open, Candle.high, Candle.low,
+                               Candle.close, Candle.volume).where(
+        col(Candle.asset).in_(assets), Candle.timeframe == timeframe, Candle.time >= start,
+        Candle.time <= end).order_by(Candle.asset, Candle.time)).all()
+    by_asset: dict[str, list] = {}
+    for row in rows:
+        by_asset.setdefault(row[0], []).append(row[1:])
+    out = {}
+    for asset in assets:
+        mine = by_asset.get(asset, [])
+        out[asset] = (_frame(mine) if len(mine) == limit
+                      else read_candles(session, asset, timeframe, end=end, limit=limit))
+    return out
+
+
+def _frame(rows: list) -> pd.DataFrame:
+    """A candle frame of (time, open, high, low, close, volume) rows, oldest first."""
     index = pd.DatetimeIndex([r[0] for r in rows], name="time")
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
     data = np.array([r[1:] for r in rows], dtype=float).reshape(len(rows), 5)

@@ -48,6 +48,18 @@ def upsert(
     return len(session.connection().execute(stmt, rows).all())
 
 
+def insert_new(session: Session, model: type[SQLModel], rows: Iterable[dict[str, Any]],
+               keys: Sequence[str], returning: str) -> list[Any]:
+    """Insert ``rows`` whose ``keys`` are not stored (one statement, as :func:`upsert`);
+    returns the ``returning`` column of each row this call inserted."""
+    rows = list(rows)
+    if not rows:
+        return []
+    stmt = dialect_insert(session, model).on_conflict_do_nothing(index_elements=list(keys))
+    stmt = stmt.returning(model.__table__.c[returning])
+    return list(session.connection().execute(stmt, rows).scalars())
+
+
 def insert_ignore(session: Session, model: type[SQLModel], row: dict[str, Any],
                   keys: Sequence[str]) -> bool:
     """Insert one row unless its key exists. True when this call inserted it."""

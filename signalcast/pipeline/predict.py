@@ -11,12 +11,14 @@ the same prediction twice inserts nothing new. A target whose served prediction 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import pandas as pd
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from signalcast.alerts.gate import signal_gate
 from signalcast.alerts.rules import (
@@ -28,10 +30,10 @@ from signalcast.config import AssetConfig, Settings, TargetConfig
 from signalcast.core.errors import ArtifactError, DataError, UnknownNameError
 from signalcast.core.timeframes import utc
 from signalcast.core.versions import VersionRef, label
-from signalcast.db.candles import read_candles
+from signalcast.db.candles import read_candles, read_latest_candles
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import ModelVersion, Prediction
-from signalcast.db.upsert import upsert
+from signalcast.db.upsert import insert_new, upsert
 from signalcast.features import FEATURE_SET, MAX_LOOKBACK, feature_names, latest_features
 from signalcast.lifecycle.states import artifact_by_sha256
 from signalcast.models.artifact import ArtifactIdentity, ArtifactKeys, ServedModel, load_artifact
@@ -40,6 +42,7 @@ from signalcast.routing.breaker import apply_pending
 from signalcast.routing.router import Decision, ModelOutput, Router, model_output
 
 log = logging.getLogger(__name__)
+PREDICTION_KEY = ["asset", "target", "model_version_id", "candle_time"]
 
 # Loaded models by (version id, sha256), each authenticated (its MAC checked) when loaded,
 # bounded by artifact bytes (256 MiB per process), least recently used first.
@@ -153,20 +156,45 @@ def predict_candles(engine: Engine, settings: Settings, assets: list[str],
     configured is reported under ``failed`` and predicts nothing; the others are stored.
     Returns ``{"candle_time", "predictions", "alerts", "assets": {asset: result}, "failed"}``;
     ``before_commit(session, that)`` runs last in the write transaction."""
-    out: dict = {"candle_time": utc(candle_time).isoformat(), "predictions": 0, "alerts": 0,
+    candle_time = utc(candle_time)
+    out: dict = {"candle_time": candle_time.isoformat(), "predictions": 0, "alerts": 0,
                  "assets": {}, "failed": {}}
+    configured: dict[str, list[str]] = {}  # timeframe -> symbols
+    for asset in assets:
+        try:
+            cfg = settings.asset(asset)
+        except UnknownNameError as exc:
+            log.warning("%s at %s: not predicted: %s", asset, out["candle_time"], exc)
+            out["failed"][asset] = f"{type(exc).__name__}: {exc}"[:500]
+            continue
+        configured.setdefault(cfg.timeframe, []).append(cfg.symbol)
+    symbols = [a for group in configured.values() for a in group]
     plans: list[PredictPlan] = []
     with session_scope(engine, readonly=True) as session:
-        for asset in assets:
+        frames = {a: frame for tf, group in configured.items()  # one bounded read per timeframe
+                  for a, frame in read_latest_candles(session, group, tf, end=candle_time,
+                                                      limit=MAX_LOOKBACK + 1).items()}
+        recorded = _recorded(session, settings, symbols, candle_time)
+        for asset in symbols:
             try:
                 plans.append(plan_predictions(session, settings, asset, candle_time,
-                                              defer=True))
-            except (DataError, UnknownNameError) as exc:
+                                              defer=True, candles=frames[asset],
+                                              recorded=recorded.get(asset, {})))
+            except DataError as exc:
                 log.warning("%s at %s: not predicted: %s", asset, out["candle_time"], exc)
                 out["failed"][asset] = f"{type(exc).__name__}: {exc}"[:500]
     with session_scope(engine) as session:
         for plan in plans:
-            result = store_predictions(session, settings, plan)
+            apply_pending(session, plan.breaker_writes or [])
+        stored = _recorded(session, settings, [p.result.asset for p in plans], candle_time)
+        rows = []
+        for plan in plans:
+            rows += _decide(session, settings, plan, stored.get(plan.result.asset, {}))
+        inserted = Counter(insert_new(session, Prediction, rows, keys=PREDICTION_KEY,
+                                      returning="asset"))
+        for plan in plans:
+            result = plan.result
+            result.predictions = inserted[result.asset]
             out["assets"][result.asset] = result.to_dict()
             out["predictions"] += result.predictions
             out["alerts"] += result.alerts
@@ -189,14 +217,17 @@ class PredictPlan:
 
 
 def plan_predictions(session: Session, settings: Settings, asset: str, candle_time: datetime,
-                     *, defer: bool = False) -> PredictPlan:
+                     *, defer: bool = False, candles: pd.DataFrame | None = None,
+                     recorded: dict[str, dict[int, bool]] | None = None) -> PredictPlan:
     """Read, compute the features once and let the router decide every target (model calls
     included). ``defer``: write nothing (breaker changes are kept in the plan), for a
-    read-only transaction."""
+    read-only transaction. ``candles`` and ``recorded`` (this asset's part of
+    :func:`_recorded`): read already, for a batch."""
     asset_cfg = settings.asset(asset)
     candle_time = utc(candle_time)
-    candles = read_candles(session, asset_cfg.symbol, asset_cfg.timeframe, end=candle_time,
-                           limit=MAX_LOOKBACK + 1)
+    if candles is None:
+        candles = read_candles(session, asset_cfg.symbol, asset_cfg.timeframe, end=candle_time,
+                               limit=MAX_LOOKBACK + 1)
     if candles.empty or candles.index[-1] != candle_time:
         raise DataError(f"{asset_cfg.symbol}: candle {candle_time.isoformat()} is not stored; "
                         "ingest it before predicting")
@@ -212,7 +243,8 @@ def plan_predictions(session: Session, settings: Settings, asset: str, candle_ti
     def predict(version: VersionRef) -> ModelOutput:
         return model_output(routed_model(session, version, keys), x)
 
-    plan.recorded = _recorded(session, settings, asset_cfg.symbol, candle_time)
+    plan.recorded = (recorded if recorded is not None else _recorded(
+        session, settings, [asset_cfg.symbol], candle_time).get(asset_cfg.symbol, {}))
     router = Router(session, settings, asset_cfg.symbol, candle_time, lock=not defer,
                     defer=defer)
     for target in settings.targets:
@@ -223,17 +255,20 @@ def plan_predictions(session: Session, settings: Settings, asset: str, candle_ti
     return plan
 
 
-def _recorded(session: Session, settings: Settings, asset: str,
-              candle_time: datetime) -> dict[str, dict[int, bool]]:
-    """Per target: the versions with a stored prediction at ``candle_time`` (and whether it
-    was served)."""
-    recorded: dict[str, dict[int, bool]] = {}
-    for target_key, version_id, served in session.exec(
-            select(Prediction.target, Prediction.model_version_id, Prediction.served).where(
-                Prediction.asset == asset,  # the targets too: the lookup index applies
-                Prediction.target.in_([t.key for t in settings.targets]),
+def _recorded(session: Session, settings: Settings, assets: list[str],
+              candle_time: datetime) -> dict[str, dict[str, dict[int, bool]]]:
+    """Per asset, per target: the versions with a stored prediction at ``candle_time`` (and
+    whether it was served); one query for all ``assets``."""
+    recorded: dict[str, dict[str, dict[int, bool]]] = {}
+    if not assets:
+        return recorded
+    for asset, target_key, version_id, served in session.exec(
+            select(Prediction.asset, Prediction.target, Prediction.model_version_id,
+                   Prediction.served).where(
+                col(Prediction.asset).in_(assets),  # the targets too: the lookup index applies
+                col(Prediction.target).in_([t.key for t in settings.targets]),
                 Prediction.candle_time == candle_time)):
-        recorded.setdefault(target_key, {})[version_id] = served
+        recorded.setdefault(asset, {}).setdefault(target_key, {})[version_id] = served
     return recorded
 
 
@@ -242,11 +277,22 @@ def store_predictions(session: Session, settings: Settings, plan: PredictPlan) -
     changes and its alerts. A plan decided in an earlier transaction (``defer``) first looks
     again at what is stored: a target another run served meanwhile keeps that run's served
     row and alerts (this plan adds only its shadow rows, which the keys dedupe)."""
-    result, asset_cfg, candle_time = plan.result, plan.asset, plan.result.candle_time
     recorded = plan.recorded
     if plan.breaker_writes is not None:
         apply_pending(session, plan.breaker_writes)
-        recorded = _recorded(session, settings, asset_cfg.symbol, candle_time)
+        recorded = _recorded(session, settings, [plan.asset.symbol],
+                             plan.result.candle_time).get(plan.asset.symbol, {})
+    rows = _decide(session, settings, plan, recorded)
+    if rows:
+        plan.result.predictions = upsert(session, Prediction, rows, keys=PREDICTION_KEY)
+    return plan.result
+
+
+def _decide(session: Session, settings: Settings, plan: PredictPlan,
+            recorded: dict[str, dict[int, bool]]) -> list[dict]:
+    """The rows of ``plan`` to insert, given what is ``recorded`` now; queues the alerts of
+    the targets this plan serves and fills in its result (all but the inserted count)."""
+    result, asset_cfg, candle_time = plan.result, plan.asset, plan.result.candle_time
     rows: list[dict] = []
     for target, decision in plan.decisions:
         target_rows = _prediction_rows(asset_cfg.symbol, candle_time, decision)
@@ -288,10 +334,7 @@ def store_predictions(session: Session, settings: Settings, plan: PredictPlan) -
                 target_rows[0]["alert_held"] = gate.reason[:200]  # the served row is first
                 continue
             result.alerts += queue_signal_alerts(session, settings, payload, gate=gate)
-    if rows:
-        result.predictions = upsert(session, Prediction, rows,
-                                    keys=["asset", "target", "model_version_id", "candle_time"])
-    return result
+    return rows
 
 
 def _prediction_rows(asset: str, candle_time: datetime, decision: Decision) -> list[dict]:
