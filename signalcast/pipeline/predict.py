@@ -39,7 +39,14 @@ from signalcast.lifecycle.states import artifact_by_sha256
 from signalcast.models.artifact import ArtifactIdentity, ArtifactKeys, ServedModel, load_artifact
 from signalcast.pipeline.model_cache import DEFAULT_BYTES, ModelCache
 from signalcast.routing.breaker import apply_pending
-from signalcast.routing.router import Decision, ModelOutput, Router, model_output
+from signalcast.routing.router import (
+    Decision,
+    ModelOutput,
+    Router,
+    RouterReads,
+    model_output,
+    router_reads,
+)
 
 log = logging.getLogger(__name__)
 PREDICTION_KEY = ["asset", "target", "model_version_id", "candle_time"]
@@ -175,11 +182,13 @@ def predict_candles(engine: Engine, settings: Settings, assets: list[str],
                   for a, frame in read_latest_candles(session, group, tf, end=candle_time,
                                                       limit=MAX_LOOKBACK + 1).items()}
         recorded = _recorded(session, settings, symbols, candle_time)
+        reads = router_reads(session, symbols)
         for asset in symbols:
             try:
                 plans.append(plan_predictions(session, settings, asset, candle_time,
                                               defer=True, candles=frames[asset],
-                                              recorded=recorded.get(asset, {})))
+                                              recorded=recorded.get(asset, {}),
+                                              reads=reads[asset]))
             except DataError as exc:
                 log.warning("%s at %s: not predicted: %s", asset, out["candle_time"], exc)
                 out["failed"][asset] = f"{type(exc).__name__}: {exc}"[:500]
@@ -218,11 +227,12 @@ class PredictPlan:
 
 def plan_predictions(session: Session, settings: Settings, asset: str, candle_time: datetime,
                      *, defer: bool = False, candles: pd.DataFrame | None = None,
-                     recorded: dict[str, dict[int, bool]] | None = None) -> PredictPlan:
+                     recorded: dict[str, dict[int, bool]] | None = None,
+                     reads: RouterReads | None = None) -> PredictPlan:
     """Read, compute the features once and let the router decide every target (model calls
     included). ``defer``: write nothing (breaker changes are kept in the plan), for a
-    read-only transaction. ``candles`` and ``recorded`` (this asset's part of
-    :func:`_recorded`): read already, for a batch."""
+    read-only transaction. ``candles``, ``recorded`` (this asset's part of
+    :func:`_recorded`) and the router's ``reads``: read already, for a batch."""
     asset_cfg = settings.asset(asset)
     candle_time = utc(candle_time)
     if candles is None:
@@ -246,7 +256,7 @@ def plan_predictions(session: Session, settings: Settings, asset: str, candle_ti
     plan.recorded = (recorded if recorded is not None else _recorded(
         session, settings, [asset_cfg.symbol], candle_time).get(asset_cfg.symbol, {}))
     router = Router(session, settings, asset_cfg.symbol, candle_time, lock=not defer,
-                    defer=defer)
+                    defer=defer, reads=reads)
     for target in settings.targets:
         before = plan.recorded.get(target.key, {})
         plan.decisions.append((target, router.decide(

@@ -45,19 +45,28 @@ def state_at(breaker: BreakerState, at: datetime, policy: RoutePolicy) -> str:
     return OPEN
 
 
+def breaker_rows(session: Session, version_ids: Iterable[int], *,
+                 lock: bool = True) -> list[ModelBreaker]:
+    """The breaker rows of ``version_ids`` (``lock``: FOR UPDATE), in one query."""
+    ids = sorted(set(version_ids))
+    if not ids:
+        return []
+    query = select(ModelBreaker).where(ModelBreaker.model_version_id.in_(ids))
+    return list(session.exec(query.with_for_update() if lock else query).all())
+
+
 class Breakers:
     """The breakers of the versions one prediction may use."""
 
     def __init__(self, session: Session, version_ids: Iterable[int], *, lock: bool = True,
-                 defer: bool = False):
+                 defer: bool = False, rows: list[ModelBreaker] | None = None):
         """``defer``: keep the state changes in :attr:`pending` instead of writing them (a
         prediction deciding in a read-only transaction writes them later with
-        :func:`apply_pending`)."""
+        :func:`apply_pending`). ``rows``: the versions' breaker rows, read already."""
         self.session = session
         self.pending: list[tuple[int, BreakerState]] | None = [] if defer else None
-        ids = sorted(set(version_ids))
-        query = select(ModelBreaker).where(ModelBreaker.model_version_id.in_(ids))
-        rows = session.exec(query.with_for_update() if lock else query).all() if ids else []
+        if rows is None:
+            rows = breaker_rows(session, version_ids, lock=lock)
         self._states = {row.model_version_id: BreakerState(
             row.state, row.failures, row.opened_at, row.last_candle, row.last_error)
             for row in rows}

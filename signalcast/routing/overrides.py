@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from signalcast.config import Settings
 from signalcast.config.settings import RoutePolicy
@@ -36,8 +36,16 @@ def apply_override(policy: RoutePolicy, override: RoutingOverride | None) -> Rou
 
 def overrides_for(session: Session, asset: str) -> dict[str, RoutingOverride]:
     """target -> override row, for one asset (one query, on the hot path)."""
-    rows = session.exec(select(RoutingOverride).where(RoutingOverride.asset == asset)).all()
-    return {row.target: row for row in rows}
+    return overrides_of(session, [asset]).get(asset, {})
+
+
+def overrides_of(session: Session, assets: list[str]) -> dict[str, dict[str, RoutingOverride]]:
+    """asset -> target -> override row, for several assets in one query."""
+    out: dict[str, dict[str, RoutingOverride]] = {}
+    for row in session.exec(select(RoutingOverride).where(
+            col(RoutingOverride.asset).in_(assets))).all():
+        out.setdefault(row.asset, {})[row.target] = row
+    return out
 
 
 def effective_policy(session: Session, settings: Settings, asset: str,
