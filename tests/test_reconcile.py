@@ -49,19 +49,26 @@ def later(settings) -> object:
     return utcnow() + timedelta(seconds=settings.schedule.tick_landing_seconds + 1)
 
 
-@pytest.mark.isolated
-def test_a_tick_whose_messages_were_lost_is_reconciled_and_lands_once(tmp_path):
+def trained_embedded(tmp_path, overrides: dict) -> tuple:
+    """(engine, settings, now) of a SQLite deployment on the embedded broker, its champions
+    trained, the app configured for it (no worker runs until a test starts one)."""
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    settings = load_settings(write_config(tmp_path / "r.yaml", TOLD), database_url=url,
+    settings = load_settings(write_config(tmp_path / "r.yaml", overrides), database_url=url,
                              broker_url=None, telegram_token=None)
     engine = init_db(url)
     now = seed_history(engine, settings)
     with task_runtime(settings):
         for signature in train_signatures(settings, now):
             signature.apply_async().get(timeout=300)
-    # the ticks are enqueued while no worker runs, and the broker loses them
     set_settings(settings)
     configure(settings)
+    return engine, settings, now
+
+
+@pytest.mark.isolated
+def test_a_tick_whose_messages_were_lost_is_reconciled_and_lands_once(tmp_path):
+    engine, settings, now = trained_embedded(tmp_path, TOLD)
+    # the ticks are enqueued while no worker runs, and the broker loses them
     ticks = [now + timedelta(hours=h, seconds=20) for h in (1, 2, 3)]
     for at in ticks:
         assert len(candle_close_tick(engine, settings, at)) == len(settings.assets)

@@ -23,12 +23,13 @@ from signalcast.db.tables import Prediction, ScheduledEnqueue, TaskRun
 from signalcast.scheduler.jobs import candle_close_tick
 from signalcast.scheduler.reconcile import reconcile
 from signalcast.tasks import tasks
-from signalcast.tasks.app import app, configure, embedded_worker
+from signalcast.tasks.app import app, embedded_worker
 from signalcast.tasks.enqueuer import train_signatures
-from signalcast.tasks.runner import task_runtime, wait_tick
+from signalcast.tasks.runner import wait_tick
 from tests.conftest import SMALL_CONFIG, seed_history, write_config
-from tests.processes import signalcast_env, workers
-from tests.test_reconcile import _wait_for, landed, later, served
+from tests.processes import workers
+from tests.test_faults import production
+from tests.test_reconcile import _wait_for, landed, later, served, trained_embedded
 
 THREE = {"assets": [*SMALL_CONFIG["assets"], {"symbol": "SOL/USDT"}],
          "schedule": {"tick_batch_assets": 2}}
@@ -47,15 +48,10 @@ def prediction_count(engine) -> int:
 
 @pytest.mark.integration
 def test_a_batched_tick_on_worker_processes_stores_each_asset_once(db_url, redis_url, tmp_path):
-    config = write_config(tmp_path / "batches.yaml", THREE)
-    settings = load_settings(config, database_url=db_url, broker_url=redis_url,
-                             telegram_token=None)
-    engine = init_db(db_url)
-    set_settings(settings)
-    configure(settings)
+    engine, settings, env = production(tmp_path, db_url, redis_url, THREE)
     now = seed_history(engine, settings)
     try:
-        with workers(signalcast_env(config, db_url, redis_url), app, count=2, log_dir=tmp_path):
+        with workers(env, app, count=2, log_dir=tmp_path):
             for result in [s.apply_async() for s in train_signatures(settings, now)]:
                 result.get(timeout=300)
             tick_at = now + timedelta(hours=1, seconds=20)
@@ -105,18 +101,8 @@ def test_a_batched_tick_on_worker_processes_stores_each_asset_once(db_url, redis
 
 @pytest.mark.isolated
 def test_a_lost_batch_is_redone_asset_by_asset_and_lands_once(tmp_path):
-    url = f"sqlite:///{tmp_path / 'b.db'}"
-    overrides = {"alerts": {"console_kinds": ["signal", "system"]},
-                 "schedule": {"tick_batch_assets": 2}}
-    settings = load_settings(write_config(tmp_path / "b.yaml", overrides), database_url=url,
-                             broker_url=None, telegram_token=None)
-    engine = init_db(url)
-    now = seed_history(engine, settings)
-    with task_runtime(settings):
-        for signature in train_signatures(settings, now):
-            signature.apply_async().get(timeout=300)
-    set_settings(settings)
-    configure(settings)
+    engine, settings, now = trained_embedded(tmp_path, {
+        "alerts": {"console_kinds": ["signal", "system"]}, "schedule": {"tick_batch_assets": 2}})
     ticks = [now + timedelta(hours=h, seconds=20) for h in (1, 2)]
     for at in ticks:  # enqueued while no worker runs; then the broker loses them
         results = candle_close_tick(engine, settings, at)
