@@ -22,7 +22,7 @@ class WorkersConfig(Section):
     max_lost_deliveries: int = Field(default=3, ge=1)  # worker died mid-task this often: give up
     max_memory_per_child_mb: int = Field(default=2048, ge=64)  # a pool child past it is replaced
     # A replaced child loses its loaded models and loads each again: replacing it every 200
-    # tasks (the old default) cost a 6-asset predict worker 42% of its rate (bench_scaling)
+    # tasks (the old default) cost a 6-asset predict worker half its tick rate (bench_scaling)
     max_tasks_per_child: int | None = Field(default=None, ge=1)  # None: replaced by memory only
     soft_shutdown_seconds: float = Field(default=30, ge=0)
     model_threads: int = Field(default=1, ge=1)  # threads per worker process for model code
