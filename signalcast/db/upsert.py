@@ -35,15 +35,14 @@ def upsert(
     break idempotency checks.
     """
     rows = list(rows)
+    if not update:
+        return len(insert_new(session, model, rows, keys, returning=keys[0]))
     if not rows:
         return 0
     stmt = dialect_insert(session, model)
-    if update:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
-        )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
+    )
     stmt = stmt.returning(model.__table__.c[keys[0]])
     return len(session.connection().execute(stmt, rows).all())
 

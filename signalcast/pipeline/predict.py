@@ -166,13 +166,17 @@ def predict_candles(engine: Engine, settings: Settings, assets: list[str],
     candle_time = utc(candle_time)
     out: dict = {"candle_time": candle_time.isoformat(), "predictions": 0, "alerts": 0,
                  "assets": {}, "failed": {}}
+
+    def failed(asset: str, exc: Exception) -> None:
+        log.warning("%s at %s: not predicted: %s", asset, out["candle_time"], exc)
+        out["failed"][asset] = f"{type(exc).__name__}: {exc}"[:500]
+
     configured: dict[str, list[str]] = {}  # timeframe -> symbols
     for asset in assets:
         try:
             cfg = settings.asset(asset)
         except UnknownNameError as exc:
-            log.warning("%s at %s: not predicted: %s", asset, out["candle_time"], exc)
-            out["failed"][asset] = f"{type(exc).__name__}: {exc}"[:500]
+            failed(asset, exc)
             continue
         configured.setdefault(cfg.timeframe, []).append(cfg.symbol)
     symbols = [a for group in configured.values() for a in group]
@@ -190,8 +194,7 @@ def predict_candles(engine: Engine, settings: Settings, assets: list[str],
                                               recorded=recorded.get(asset, {}),
                                               reads=reads[asset]))
             except DataError as exc:
-                log.warning("%s at %s: not predicted: %s", asset, out["candle_time"], exc)
-                out["failed"][asset] = f"{type(exc).__name__}: {exc}"[:500]
+                failed(asset, exc)
     with session_scope(engine) as session:
         for plan in plans:
             apply_pending(session, plan.breaker_writes or [])

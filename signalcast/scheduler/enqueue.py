@@ -83,16 +83,19 @@ def publish(signature: Signature | dict, what: str) -> AsyncResult:
     return _with_retries(f"publish of {what}", attempt)
 
 
-def mark(engine: Engine, job: str, fire_time: datetime, **values: Any) -> bool:
-    """Update one enqueue row in its own short transaction; False (logged) when that fails."""
+def mark(engine: Engine, job: str | list[str], fire_time: datetime, **values: Any) -> bool:
+    """Update one enqueue row (or the rows of several jobs at one fire time) in its own short
+    transaction; False (logged) when that fails."""
+    jobs = [job] if isinstance(job, str) else job
     try:
         with session_scope(engine) as session:
             session.execute(update(ScheduledEnqueue).where(
-                ScheduledEnqueue.job == job, ScheduledEnqueue.fire_time == fire_time)
+                col(ScheduledEnqueue.job).in_(jobs), ScheduledEnqueue.fire_time == fire_time)
                 .values(**values))
         return True
     except Exception as exc:  # harmless: the reconciler publishes it again (same task ids)
-        log.warning("%s at %s: could not record %s (%s)", job, fire_time, values, exc)
+        log.warning("%s at %s: could not record %s (%s)", ", ".join(jobs), fire_time, values,
+                    exc)
         return False
 
 
@@ -128,11 +131,5 @@ def enqueue_shared(engine: Engine, jobs: dict[str, list[str]], fire_time: dateti
         log.info("%s at %s was enqueued before; skipped", what, fire_time)
         return None
     result = publish(signature, f"{what} at {fire_time}")
-    try:
-        with session_scope(engine) as session:
-            session.execute(update(ScheduledEnqueue).where(
-                col(ScheduledEnqueue.job).in_(new), ScheduledEnqueue.fire_time == fire_time)
-                .values(status="sent", sent_at=utcnow()))
-    except Exception as exc:  # harmless: the reconciler publishes it again (same task ids)
-        log.warning("%s at %s: could not record it sent (%s)", what, fire_time, exc)
+    mark(engine, new, fire_time, status="sent", sent_at=utcnow())
     return result
