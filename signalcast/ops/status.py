@@ -24,7 +24,7 @@ from signalcast.db.engine import session_scope
 from signalcast.db.tables import AlertOutbox, ModelVersion, TaskRun
 from signalcast.ops import summary
 from signalcast.ops.cluster import cluster_state, workers_per_queue
-from signalcast.pipeline.ingest import open_gaps
+from signalcast.pipeline.gaps import open_gaps
 
 
 def collect_status(engine: Engine, settings: Settings, now: datetime | None = None, *,

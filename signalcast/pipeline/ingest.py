@@ -37,20 +37,29 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, func
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from signalcast.config import AssetConfig, Settings
 from signalcast.core.errors import DataError, TemporaryError, UnknownNameError
 from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timedelta, utc
 from signalcast.data import SyntheticMarket
-from signalcast.data.calendars import expected_slots
 from signalcast.data.market_cache import shared_market
 from signalcast.db.candles import last_candle_time, store_candles
 from signalcast.db.engine import session_scope
-from signalcast.db.tables import Candle, CandleGap
+from signalcast.db.tables import CandleGap
 from signalcast.db.upsert import upsert
+from signalcast.pipeline.gaps import (
+    Range,
+    gap_dict,
+    missing_ranges,
+    open_gap_rows,
+    slot_grid,
+    slot_runs,
+    stored_bounds,
+    stored_count,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +157,6 @@ def ingest_from_exchange(session: Session, settings: Settings, cfg: AssetConfig,
     return _ExchangeIngest(session, settings, cfg, utc(now), progress).run(since, backfill_days)
 
 
-Range = tuple[datetime, datetime]  # open times of the first and last candle, both included
 
 
 class _ExchangeIngest:
@@ -176,7 +184,7 @@ class _ExchangeIngest:
         cutoff = last_closed_open_time(self.now - timedelta(seconds=data.close_grace_seconds),
                                        self.tf)
         explicit = since is not None or backfill_days is not None
-        first_stored, _ = _bounds(self.session, asset, self.tf)
+        first_stored, _ = stored_bounds(self.session, asset, self.tf)
         days = backfill_days if backfill_days is not None else data.backfill_days
         if since is not None:
             window_start = align_up(utc(since), self.tf)
@@ -188,7 +196,7 @@ class _ExchangeIngest:
             scan_start = max(window_start, first_stored)
         recorded = open_gap_rows(self.session, asset, self.tf)
         skip = [] if explicit else [(g.first_missing, g.last_missing) for g in recorded]
-        holes = _missing_ranges(self.session, asset, self.tf, scan_start, cutoff, skip,
+        holes = missing_ranges(self.session, asset, self.tf, scan_start, cutoff, skip,
                                 calendar=self.cfg.calendar)
         self.session.commit()  # no transaction stays open while the exchange is called
         self.wanted = sum(slots(a, b, self.tf) for a, b in holes)
@@ -278,8 +286,8 @@ class _ExchangeIngest:
         have = np.fromiter(self.received, dtype=np.int64)
         out: list[Range] = []
         for first, last in ranges:
-            grid = _grid(first, last, self.step)
-            out += _runs(grid, ~np.isin(grid, have))
+            grid = slot_grid(first, last, self.step)
+            out += slot_runs(grid, ~np.isin(grid, have))
         return out
 
     def _settle_gaps(self, recorded: list[CandleGap], new_gaps: list[Range], explicit: bool,
@@ -291,7 +299,7 @@ class _ExchangeIngest:
         asset, tf, filled = self.cfg.symbol, self.tf, 0
         carried: list[CandleGap] = []
         for gap in recorded:
-            present = _count(self.session, asset, tf, gap.first_missing, gap.last_missing)
+            present = stored_count(self.session, asset, tf, gap.first_missing, gap.last_missing)
             asked = explicit and gap.last_missing >= scan_start and gap.first_missing <= cutoff
             if present >= gap.missing:
                 gap.status, gap.filled_at = "filled", self.now
@@ -321,87 +329,3 @@ class _ExchangeIngest:
                    update=["last_missing", "missing", "status", "reason", "checks",
                            "last_checked", "filled_at"])
         return filled
-
-
-def open_gap_rows(session: Session, asset: str, timeframe: str) -> list[CandleGap]:
-    query = select(CandleGap).where(CandleGap.asset == asset, CandleGap.timeframe == timeframe,
-                                    CandleGap.status == "open").order_by(
-                                        col(CandleGap.first_missing))
-    return list(session.exec(query).all())
-
-
-def gap_dict(gap: CandleGap) -> dict[str, Any]:
-    return {"first": gap.first_missing.isoformat(), "last": gap.last_missing.isoformat(),
-            "missing": gap.missing, "checks": gap.checks, "reason": gap.reason}
-
-
-def open_gaps(session: Session, asset: str, timeframe: str) -> list[dict[str, Any]]:
-    """Open gaps of an asset as plain data (status, CLI)."""
-    return [gap_dict(g) for g in open_gap_rows(session, asset, timeframe)]
-
-
-def _bounds(session: Session, asset: str, timeframe: str) -> tuple[datetime | None,
-                                                                    datetime | None]:
-    query = select(func.min(Candle.time), func.max(Candle.time)).where(
-        Candle.asset == asset, Candle.timeframe == timeframe)
-    first, last = session.exec(query).one()
-    return (None if first is None else utc(first)), (None if last is None else utc(last))
-
-
-def _count(session: Session, asset: str, timeframe: str, first: datetime,
-           last: datetime) -> int:
-    query = select(func.count()).select_from(Candle).where(
-        Candle.asset == asset, Candle.timeframe == timeframe, Candle.time >= first,
-        Candle.time <= last)
-    return int(session.exec(query).one())
-
-
-def _grid(first: datetime, last: datetime, step: timedelta) -> np.ndarray:
-    """Open times (ns) from first to last."""
-    step_ns = int(step.total_seconds() * 1e9)
-    start = pd.Timestamp(first).value
-    count = max(0, (pd.Timestamp(last).value - start) // step_ns + 1)
-    return start + step_ns * np.arange(count, dtype=np.int64)
-
-
-def _runs(grid: np.ndarray, mask: np.ndarray) -> list[Range]:
-    """Consecutive stretches of ``grid`` where ``mask`` is true, as (first, last) datetimes."""
-    if not mask.any():
-        return []
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-
-    def stamp(i: int) -> datetime:
-        return pd.Timestamp(int(grid[i]), tz="UTC").to_pydatetime()
-
-    return [(stamp(s), stamp(e)) for s, e in zip(starts, ends, strict=True)]
-
-
-def _missing_ranges(session: Session, asset: str, timeframe: str, first: datetime,
-                    last: datetime, skip: list[Range], *,
-                    calendar: str = "24/7") -> list[Range]:
-    """Ranges of candle slots in [first, last] with no stored candle, leaving out ``skip`` and
-    the slots in which the market of ``calendar`` is closed (never fetched, never a gap)."""
-    if last < first:
-        return []
-    step = timeframe_to_timedelta(timeframe)
-    grid = _grid(first, last, step)
-    skipped = ~expected_slots(pd.DatetimeIndex(grid, tz="UTC"), calendar, pd.Timedelta(step))
-    for a, b in skip:
-        skipped |= (grid >= pd.Timestamp(a).value) & (grid <= pd.Timestamp(b).value)
-    # The usual case: no hole up to the newest stored candle, then the new candles. Two
-    # aggregate queries answer it without reading every stored time.
-    query = select(func.count(), func.max(Candle.time)).where(
-        Candle.asset == asset, Candle.timeframe == timeframe, Candle.time >= first,
-        Candle.time <= last)
-    count, newest = session.exec(query).one()
-    if newest is None:
-        return _runs(grid, ~skipped)
-    upto = int(np.searchsorted(grid, pd.Timestamp(utc(newest)).value, side="right"))
-    if count + int(skipped[:upto].sum()) == upto:
-        return _runs(grid[upto:], ~skipped[upto:])
-    query = select(Candle.time).where(Candle.asset == asset, Candle.timeframe == timeframe,
-                                      Candle.time >= first, Candle.time <= last)
-    times = session.exec(query).all()
-    have = pd.DatetimeIndex(pd.to_datetime(times, utc=True)).as_unit("ns").asi8
-    return _runs(grid, ~np.isin(grid, have) & ~skipped)
