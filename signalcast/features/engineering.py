@@ -50,6 +50,11 @@ RANGE_WINDOWS = (12, 24, 48, 168)
 PARKINSON_WINDOWS = (12, 24, 48, 168)
 ATR_SHORT, ATR_LONG = 14, 168
 N_LAGS = 6
+# every window some series takes a mean over (close, gains, losses, volume, true range, range^2)
+_MEAN_WINDOWS = tuple(sorted({*WINDOWS, *RSI_WINDOWS, *VOLUME_WINDOWS,
+                              *(w for pair in VOLUME_TRENDS for w in pair), ATR_SHORT, ATR_LONG,
+                              *PARKINSON_WINDOWS}))
+_SD_DDOF = np.array([1.0, 0.0])  # returns: sample std (rv); closes: population std (Bollinger)
 
 # Largest lookback of any feature: ret_168, rv_168, rsi_168, atr_ratio_14_168 each need the 168
 # candles before the current one (a 1-candle return/true range consumes one extra candle).
@@ -117,53 +122,57 @@ def _shift(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def _windows(x: np.ndarray, w: int) -> np.ndarray:
-    """Read-only ``(n - w + 1, w)`` view whose row j is ``x[j .. j + w - 1]`` (needs n >= w).
+    """Read-only ``(k, n - w + 1, w)`` view of the ``(k, n)`` series ``x`` whose ``[i, j]`` is
+    ``x[i, j .. j + w - 1]`` (needs n >= w).
 
     Built directly with ``np.ndarray`` (numpy checks it against the buffer's size): the same view
     as ``sliding_window_view`` at a twentieth of the call overhead, which matters on the hot path.
     """
     x = np.ascontiguousarray(x)
-    step = x.strides[0]
-    return np.ndarray((x.shape[0] - w + 1, w), dtype=x.dtype, buffer=x, strides=(step, step))
+    row, step = x.strides
+    return np.ndarray((x.shape[0], x.shape[1] - w + 1, w), dtype=x.dtype, buffer=x,
+                      strides=(row, step, step))
 
 
-def _trailing(x: np.ndarray, w: int, reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """``reduce`` of each trailing window ``x[t - w + 1 .. t]``; NaN for the first w - 1 rows.
+def _trailing(x: np.ndarray, w: int, reduce: Callable[[np.ndarray], np.ndarray],
+              tail: int | None) -> np.ndarray:
+    """``reduce`` of each trailing window ``x[:, t - w + 1 .. t]`` of the ``(k, n)`` series
+    ``x`` (several series share one call: the hot path pays numpy's per-call cost once);
+    NaN for the first w - 1 columns. ``tail``: only the windows ending in the last ``tail``
+    columns are reduced, the others left NaN (the hot path wants one row, not 169).
 
     Each window is reduced on its own (no running sums), so the value at t depends only on those
     w values, bit for bit; a NaN inside the window propagates, which keeps warm-up rows honest.
     """
-    out = np.full(x.shape[0], np.nan)
-    if x.shape[0] >= w:
-        out[w - 1 :] = reduce(_windows(x, w))
+    out = np.full(x.shape, np.nan)
+    first = w - 1 if tail is None else max(w - 1, x.shape[1] - tail)
+    if x.shape[1] > first:
+        out[:, first:] = reduce(_windows(x[:, first - w + 1 :], w))
     return out
 
 
-def _mean(x: np.ndarray, w: int) -> np.ndarray:
-    return _trailing(x, w, lambda win: np.add.reduce(win, axis=1) / w)
+def _mean(x: np.ndarray, w: int, tail: int | None) -> np.ndarray:
+    return _trailing(x, w, lambda win: np.add.reduce(win, axis=2) / w, tail)
 
 
-def _max(x: np.ndarray, w: int) -> np.ndarray:
-    return _trailing(x, w, lambda win: np.maximum.reduce(win, axis=1))
+def _max(x: np.ndarray, w: int, tail: int | None) -> np.ndarray:
+    return _trailing(x, w, lambda win: np.maximum.reduce(win, axis=2), tail)
 
 
-def _min(x: np.ndarray, w: int) -> np.ndarray:
-    return _trailing(x, w, lambda win: np.minimum.reduce(win, axis=1))
-
-
-def _std(x: np.ndarray, w: int, ddof: int) -> np.ndarray:
-    """Rolling standard deviation, computed on deviations from each window's last value.
+def _std(x: np.ndarray, w: int, ddof: np.ndarray, tail: int | None) -> np.ndarray:
+    """Rolling standard deviation of each series (``ddof`` one per series), computed on
+    deviations from each window's last value.
 
     The shift is exact for constant windows, so a flat window gives std == 0 exactly (and the
     ratios built on it NaN) instead of rounding noise; it also avoids cancellation on prices.
     """
 
     def reduce(win: np.ndarray) -> np.ndarray:
-        dev = win - win[:, -1:]
-        dev -= (np.add.reduce(dev, axis=1) / w)[:, None]
-        return np.sqrt(np.add.reduce(dev * dev, axis=1) / (w - ddof))
+        dev = win - win[:, :, -1:]
+        dev -= (np.add.reduce(dev, axis=2) / w)[:, :, None]
+        return np.sqrt(np.add.reduce(dev * dev, axis=2) / (w - ddof)[:, None])
 
-    return _trailing(x, w, reduce)
+    return _trailing(x, w, reduce, tail)
 
 
 def _epoch_seconds(index: pd.DatetimeIndex) -> np.ndarray:
@@ -172,9 +181,13 @@ def _epoch_seconds(index: pd.DatetimeIndex) -> np.ndarray:
 
 
 def _columns(
-    o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, sec: np.ndarray
+    o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, sec: np.ndarray,
+    wanted: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """All features as 1-D arrays aligned with the input rows."""
+    """All features as 1-D arrays aligned with the input rows. ``wanted``: only the last
+    ``wanted`` rows are (the others may hold NaN where a window was not reduced)."""
+    # the SMA slope compares an SMA with itself w // 2 candles earlier: those rows are needed too
+    tail = None if wanted is None else wanted + max(w // 2 for w in SLOPE_WINDOWS)
     f: dict[str, np.ndarray] = {}
     log_c = np.log(c)
     lr1 = log_c - _shift(log_c, 1)  # 1-candle log return (uses the previous close)
@@ -184,44 +197,51 @@ def _columns(
     for k in range(N_LAGS):
         f[f"ret1_lag{k}"] = _shift(lr1, k)
 
-    rv = {w: _std(lr1, w, ddof=1) for w in WINDOWS}
+    diff = c - _shift(c, 1)
+    gain, loss = np.maximum(diff, 0.0), np.maximum(-diff, 0.0)  # np.maximum keeps NaN
+    prev_c = _shift(c, 1)
+    true_range = np.maximum(h - low, np.maximum(np.abs(h - prev_c), np.abs(low - prev_c)))
+    log_range = np.log(h / low)
+    hl2 = log_range**2
+    # One reduction per window for all the series that need it (a mean nobody uses costs
+    # nothing next to a numpy call), and one per window for both standard deviations.
+    averaged, spread = np.stack([c, gain, loss, v, true_range, hl2]), np.stack([lr1, c])
+    means = {w: _mean(averaged, w, tail) for w in _MEAN_WINDOWS}
+    sds = {w: _std(spread, w, _SD_DDOF, tail) for w in WINDOWS}
+
+    rv = {w: sds[w][0] for w in WINDOWS}
     for w in WINDOWS:
         f[f"rv_{w}"] = rv[w]
     for a, b in RV_RATIOS:
         f[f"rv_ratio_{a}_{b}"] = rv[a] / rv[b]
 
-    sma = {w: _mean(c, w) for w in WINDOWS}
+    sma = {w: means[w][0] for w in WINDOWS}
     for w in WINDOWS:
         f[f"sma_dist_{w}"] = c / sma[w] - 1.0
     for w in SLOPE_WINDOWS:
         f[f"sma_slope_{w}"] = sma[w] / _shift(sma[w], w // 2) - 1.0
 
-    diff = c - _shift(c, 1)
-    gain, loss = np.maximum(diff, 0.0), np.maximum(-diff, 0.0)  # np.maximum keeps NaN
     for w in RSI_WINDOWS:
-        g, ls = _mean(gain, w), _mean(loss, w)
+        g, ls = means[w][1], means[w][2]
         f[f"rsi_{w}"] = 100.0 * g / (g + ls)  # = 100 - 100 / (1 + g / ls), finite when ls == 0
 
-    bb_sd = {w: _std(c, w, ddof=0) for w in BB_WINDOWS}  # population std, as in Bollinger
+    bb_sd = {w: sds[w][1] for w in BB_WINDOWS}  # population std, as in Bollinger
     for w in BB_WINDOWS:
         f[f"bb_pos_{w}"] = (c - sma[w] + 2.0 * bb_sd[w]) / (4.0 * bb_sd[w])
     for w in BB_WINDOWS:
         f[f"bb_width_{w}"] = 4.0 * bb_sd[w] / sma[w]
 
-    vol_windows = sorted({*VOLUME_WINDOWS, *(w for pair in VOLUME_TRENDS for w in pair)})
-    vmean = {w: _mean(v, w) for w in vol_windows}
     for w in VOLUME_WINDOWS:
-        f[f"vlm_ratio_{w}"] = v / vmean[w]
+        f[f"vlm_ratio_{w}"] = v / means[w][3]
     for a, b in VOLUME_TRENDS:
-        f[f"vlm_trend_{a}_{b}"] = vmean[a] / vmean[b]
+        f[f"vlm_trend_{a}_{b}"] = means[a][3] / means[b][3]
 
+    extremes = np.stack([h, -low])  # the low's minimum is minus the maximum of its negation
     for w in RANGE_WINDOWS:
-        hi, lo = _max(h, w), _min(low, w)
-        f[f"range_pos_{w}"] = (c - lo) / (hi - lo)
+        hi, neg_lo = _max(extremes, w, tail)
+        f[f"range_pos_{w}"] = (c + neg_lo) / (hi + neg_lo)
 
-    prev_c = _shift(c, 1)
-    true_range = np.maximum(h - low, np.maximum(np.abs(h - prev_c), np.abs(low - prev_c)))
-    atr_s, atr_l = _mean(true_range, ATR_SHORT), _mean(true_range, ATR_LONG)
+    atr_s, atr_l = means[ATR_SHORT][4], means[ATR_LONG][4]
     f[f"atr_pct_{ATR_SHORT}"] = atr_s / c
     f[f"atr_ratio_{ATR_SHORT}_{ATR_LONG}"] = atr_s / atr_l
 
@@ -235,19 +255,19 @@ def _columns(
     f["hour_sin"], f["hour_cos"] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
     f["dow_sin"], f["dow_cos"] = np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7)
 
-    log_range = np.log(h / low)
-    hl2 = log_range**2
     for w in PARKINSON_WINDOWS:
-        f[f"parkinson_{w}"] = np.sqrt(_mean(hl2, w) / (4.0 * np.log(2.0)))
+        f[f"parkinson_{w}"] = np.sqrt(means[w][5] / (4.0 * np.log(2.0)))
     for k in range(N_LAGS):
         f[f"hl_lag{k}"] = _shift(log_range, k)
     return f
 
 
-def _matrix(candles: pd.DataFrame, timeframe: str, last: int | None = None) -> np.ndarray:
+def _matrix(candles: pd.DataFrame, timeframe: str, last: int | None = None,
+            wanted: int | None = None) -> np.ndarray:
     """Validate ``candles`` and return the (rows, features) float64 matrix.
 
-    With ``last``, only the last ``last`` rows are used (the hot path never touches older data).
+    With ``last``, only the last ``last`` rows are used (the hot path never touches older data);
+    with ``wanted``, only the last ``wanted`` rows are computed and returned.
     """
     timeframe_to_timedelta(timeframe)  # validates; windows are in candles (see module docstring)
     index = candles.index
@@ -262,8 +282,9 @@ def _matrix(candles: pd.DataFrame, timeframe: str, last: int | None = None) -> n
         raise DataError("candle open times must be sorted ascending and unique")
     arrays = [candles[col].to_numpy(dtype=np.float64)[rows] for col in _COLUMNS]
     with np.errstate(all="ignore"):
-        cols = _columns(*arrays, _epoch_seconds(index))
-        out = np.column_stack([cols[name] for name in _NAMES])
+        cols = _columns(*arrays, _epoch_seconds(index), wanted=wanted)
+        rows = slice(-wanted, None) if wanted else slice(None)
+        out = np.column_stack([cols[name][rows] for name in _NAMES])
     out[~np.isfinite(out)] = np.nan  # division by zero / log(0): NaN, never inf
     return out
 
@@ -288,7 +309,7 @@ def latest_features(candles: pd.DataFrame, timeframe: str = "1h") -> np.ndarray:
     """
     if len(candles) == 0:
         raise DataError("latest_features needs at least one candle")
-    return _matrix(candles, timeframe, last=MAX_LOOKBACK + 1)[-1]
+    return _matrix(candles, timeframe, last=MAX_LOOKBACK + 1, wanted=1)[-1]
 
 
 def warm_rows(candles: pd.DataFrame) -> pd.Series:
