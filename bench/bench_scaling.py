@@ -21,7 +21,10 @@ rates are reported beside them.
 
 ``--batch 1,6`` runs each worker count with one predict task per asset and with one per 6
 assets (``predict_assets``, what ``schedule.tick_batch_assets: 6`` publishes), side by side;
-rates count asset ticks. ``--recycle 200`` adds, for each worker count, a run whose pool
+rates count asset ticks. ``--code-before CHECKOUT`` runs every variant a second time, right
+after it, with workers importing signalcast from CHECKOUT (``git worktree add /tmp/before
+<commit>``): a before/after in one run, on this machine whose speed drifts between runs.
+``--recycle 200`` adds, for each worker count, a run whose pool
 child is replaced every 200 tasks (``workers.max_tasks_per_child``, the old default).
 
 A capacity run (one candle close of many assets; peak RSS of each worker's pool process):
@@ -217,6 +220,10 @@ def main() -> None:
     parser.add_argument("--recycle", type=int, default=0, metavar="N",
                         help="also run each worker count with workers.max_tasks_per_child N "
                              "(a pool child replaced every N tasks), beside the default")
+    parser.add_argument("--code-before", type=Path, metavar="CHECKOUT",
+                        help="also run each variant with workers that import signalcast from "
+                             "CHECKOUT (e.g. a git worktree of the code before a change), "
+                             "beside it in the same run")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
@@ -254,7 +261,13 @@ def main() -> None:
         floor = model_floor_ms(engine, settings, symbols, [last - i * step for i in range(20)])
         figures = {"assets": args.assets, "targets": len(settings.targets),
                    "shadows": shadows, "model_floor_ms": round(floor, 2), "runs": []}
-        variants = [("default" if b == 1 else f"batch={b}", env, b) for b in batches]
+        variants = []
+        for b in batches:
+            name = "default" if b == 1 else f"batch={b}"
+            variants.append((name, env, b))
+            if args.code_before:  # the same, its workers importing the older checkout
+                variants.append((f"before {name}", {**env, "PYTHONPATH": str(
+                    args.code_before.resolve())}, b))
         if args.recycle:
             recycled = tmp / "recycle.yaml"
             recycled.write_text(yaml.safe_dump({**config(args.assets, shadows), "workers": {
@@ -299,7 +312,7 @@ def main() -> None:
             print(json.dumps(run), flush=True)
         for variant, _, _ in variants:
             runs = [r for r in figures["runs"] if r["variant"] == variant]
-            tag = "" if variant == "default" else f"_{variant}"
+            tag = "" if variant == "default" else "_" + variant.replace(" ", "_")
             figures[f"tick_vs_noop_{counts[0]}w{tag}"] = runs[0]["tick_vs_noop"]
             # the most a tick of these models could reach against the no-op on one worker
             figures[f"model_floor_vs_noop_{counts[0]}w{tag}"] = round(
