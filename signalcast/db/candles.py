@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 OHLCV = ["open", "high", "low", "close", "volume"]
 # a candle frame's columns; the time as the stored naive UTC (the frame localizes them all at
 # once: aware datetimes one by one cost more than the rest of a hot-path read)
+_OHLCV_INDEX = pd.Index(OHLCV)  # built once: a list of names becomes an Arrow index each time
 _CANDLE_COLUMNS = (type_coerce(Candle.time, DateTime), Candle.open, Candle.high, Candle.low,
                    Candle.close, Candle.volume)
 
@@ -131,7 +132,7 @@ def _frame(rows: list) -> pd.DataFrame:
     times, *values = zip(*rows, strict=True) if rows else ((), (), (), (), (), ())
     index = pd.DatetimeIndex(times, name="time").tz_localize("UTC")
     data = np.array(values, dtype=float).reshape(5, len(rows)).T  # column by column: faster
-    return pd.DataFrame(data, index=index, columns=OHLCV)
+    return pd.DataFrame(data, index=index, columns=_OHLCV_INDEX)
 
 
 def last_candle_time(session: Session, asset: str, timeframe: str) -> datetime | None:

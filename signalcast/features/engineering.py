@@ -280,7 +280,10 @@ def _matrix(candles: pd.DataFrame, timeframe: str, last: int | None = None,
     index = index[rows]
     if not (index.is_monotonic_increasing and index.is_unique):
         raise DataError("candle open times must be sorted ascending and unique")
-    arrays = [candles[col].to_numpy(dtype=np.float64)[rows] for col in _COLUMNS]
+    if tuple(candles.columns) == _COLUMNS:  # a candle frame as read: one block, one copy
+        arrays = list(np.ascontiguousarray(candles.to_numpy(dtype=np.float64)[rows].T))
+    else:
+        arrays = [candles[col].to_numpy(dtype=np.float64)[rows] for col in _COLUMNS]
     with np.errstate(all="ignore"):
         cols = _columns(*arrays, _epoch_seconds(index), wanted=wanted)
         rows = slice(-wanted, None) if wanted else slice(None)
