@@ -19,6 +19,9 @@ rates are reported beside them.
 
     python bench/bench_scaling.py --assets 8 --ticks 200 [--shadows xgboost,river]
 
+Before the workers, ``hot_path.py`` times a batched tick of every asset in this process (and
+its candle read and features), alternately for this checkout and ``--code-before``.
+
 ``--batch 1,6`` runs each worker count with one predict task per asset and with one per 6
 assets (``predict_assets``, what ``schedule.tick_batch_assets: 6`` publishes), side by side;
 rates count asset ticks. ``--code-before CHECKOUT`` runs every variant a second time, right
@@ -204,6 +207,28 @@ def model_floor_ms(engine, settings, symbols: list[str], candles: list) -> float
     return statistics.median(times) * 1000
 
 
+def hot_path_ms(config_path: Path, db_url: str, first, before: Path | None,
+                rounds: int = 3, count: int = 40) -> dict:
+    """``hot_path.py`` (a batched tick of every asset in one process, its candle read and its
+    features) for this checkout and, alternately, ``before``: medians per checkout of each
+    figure over ``rounds`` runs of ``count`` fresh candles each."""
+    import subprocess
+
+    codes = {"now": ROOT, **({"before": before.resolve()} if before else {})}
+    runs: dict[str, list[dict]] = {name: [] for name in codes}
+    for r in range(rounds):
+        for i, (name, code) in enumerate(codes.items()):
+            start = first - (r * len(codes) + i) * count * timedelta(hours=1)  # fresh ones
+            out = subprocess.run(
+                [sys.executable, str(ROOT / "bench" / "hot_path.py"), str(config_path), db_url,
+                 start.isoformat(), str(count)], capture_output=True, text=True, check=True,
+                env={**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"})
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    keys = ("batch_tick_ms_per_asset", "candle_read_ms_per_asset", "features_ms")
+    return {name: {k: round(statistics.median(run[k] for run in rs), 3) for k in keys}
+            for name, rs in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--assets", type=int, default=8)
@@ -261,6 +286,9 @@ def main() -> None:
         floor = model_floor_ms(engine, settings, symbols, [last - i * step for i in range(20)])
         figures = {"assets": args.assets, "targets": len(settings.targets),
                    "shadows": shadows, "model_floor_ms": round(floor, 2), "runs": []}
+        figures["hot_path"] = hot_path_ms(config_path, db_url, last - 2000 * step,
+                                          args.code_before)
+        print(json.dumps({"hot_path": figures["hot_path"]}), flush=True)
         variants = []
         for b in batches:
             name = "default" if b == 1 else f"batch={b}"
