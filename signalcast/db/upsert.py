@@ -42,37 +42,39 @@ def upsert(
     the driver's rowcount is -1 for these statements under psycopg, and a wrong count would
     break idempotency checks.
     """
-    rows = list(rows)
-    if not update:
-        return len(insert_new(session, model, rows, keys, returning=keys[0]))
-    if not rows:
-        return 0
-    arrays = _column_arrays(session, model.__table__, rows)
-    if arrays is not None:
-        stmt = _unnest_insert(model.__table__, tuple(arrays), tuple(keys), tuple(update), keys[0])
-        return len(session.connection().execute(stmt, arrays).all())
-    stmt = dialect_insert(session, model)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
-    )
-    stmt = stmt.returning(model.__table__.c[keys[0]])
-    return len(session.connection().execute(stmt, rows).all())
+    return len(_insert(session, model, list(rows), keys, tuple(update or ()), keys[0]))
 
 
 def insert_new(session: Session, model: type[SQLModel], rows: Iterable[dict[str, Any]],
                keys: Sequence[str], returning: str) -> list[Any]:
     """Insert ``rows`` whose ``keys`` are not stored (one statement, as :func:`upsert`);
     returns the ``returning`` column of each row this call inserted."""
-    rows = list(rows)
+    return _insert(session, model, list(rows), keys, (), returning)
+
+
+def _insert(session: Session, model: type[SQLModel], rows: list[dict[str, Any]],
+            keys: Sequence[str], update: tuple[str, ...], returning: str) -> list[Any]:
+    """The one statement of :func:`upsert` and :func:`insert_new`: the rows as arrays on
+    Postgres (:func:`_unnest_insert`), else as SQLAlchemy's multi-row VALUES; the
+    ``returning`` column of each row inserted or updated."""
     if not rows:
         return []
-    arrays = _column_arrays(session, model.__table__, rows)
+    table = model.__table__
+    arrays = _column_arrays(session, table, rows)
     if arrays is not None:
-        stmt = _unnest_insert(model.__table__, tuple(arrays), tuple(keys), (), returning)
-        return list(session.connection().execute(stmt, arrays).scalars())
-    stmt = dialect_insert(session, model).on_conflict_do_nothing(index_elements=list(keys))
-    stmt = stmt.returning(model.__table__.c[returning])
-    return list(session.connection().execute(stmt, rows).scalars())
+        stmt, params = _unnest_insert(table, tuple(arrays), tuple(keys), update, returning), arrays
+    else:
+        insert = _on_conflict(dialect_insert(session, model), keys, update)
+        stmt, params = insert.returning(table.c[returning]), rows
+    return list(session.connection().execute(stmt, params).scalars())
+
+
+def _on_conflict(stmt: Any, keys: Sequence[str], update: tuple[str, ...]) -> Any:
+    """``ON CONFLICT (keys) DO UPDATE`` the ``update`` columns, or ``DO NOTHING`` without."""
+    if update:
+        return stmt.on_conflict_do_update(index_elements=list(keys),
+                                          set_={c: stmt.excluded[c] for c in update})
+    return stmt.on_conflict_do_nothing(index_elements=list(keys))
 
 
 def insert_ignore(session: Session, model: type[SQLModel], row: dict[str, Any],
@@ -87,10 +89,10 @@ def _column_arrays(session: Session, table: Table, rows: list[dict[str, Any]]
     apply (not Postgres, one row, rows with different columns, a JSON or binary column)."""
     if len(rows) < 2 or session.get_bind().dialect.name != "postgresql":
         return None
-    names = list(rows[0])
+    names = rows[0].keys()
     if any(isinstance(table.c[n].type, JSON | LargeBinary) for n in names):
         return None
-    if any(len(r) != len(names) or any(n not in r for n in names) for r in rows):
+    if any(r.keys() != names for r in rows):
         return None
     return {n: [r[n] for r in rows] for n in names}
 
@@ -106,9 +108,4 @@ def _unnest_insert(table: Table, names: tuple[str, ...], keys: tuple[str, ...],
                                        postgresql.ARRAY(c.type))).label(c.name)
                       for c in columns))
     stmt = postgresql.insert(table).from_select(list(names), source)
-    if update:
-        stmt = stmt.on_conflict_do_update(index_elements=list(keys),
-                                          set_={c: stmt.excluded[c] for c in update})
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-    return stmt.returning(table.c[returning])
+    return _on_conflict(stmt, keys, update).returning(table.c[returning])

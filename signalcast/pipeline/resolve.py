@@ -26,7 +26,7 @@ from signalcast.core.timeframes import last_closed_open_time, timeframe_to_timed
 from signalcast.db.candles import read_candles
 from signalcast.db.engine import session_scope
 from signalcast.db.tables import Outcome, Prediction
-from signalcast.db.upsert import dialect_insert
+from signalcast.db.upsert import insert_new
 from signalcast.features import PENDING, first_touch_labels
 
 log = logging.getLogger(__name__)
@@ -143,10 +143,7 @@ def store_outcomes(session: Session, settings: Settings, rows: list[dict]) -> in
 def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
     """Insert ``rows`` in one statement (a row whose key exists is skipped); the rows this call
     inserted, in order."""
-    if not rows:
-        return []
-    stmt = dialect_insert(session, Outcome).on_conflict_do_nothing(
-        index_elements=["asset", "target", "candle_time"]).returning(
-        Outcome.__table__.c.candle_time)
-    inserted = {utc(t) for (t,) in session.connection().execute(stmt, rows).all()}
+    inserted = {utc(t) for t in insert_new(session, Outcome, rows,
+                                          keys=["asset", "target", "candle_time"],
+                                          returning="candle_time")}
     return [row for row in rows if utc(row["candle_time"]) in inserted]
