@@ -197,9 +197,9 @@ def _columns(
     for k in range(N_LAGS):
         f[f"ret1_lag{k}"] = _shift(lr1, k)
 
-    diff = c - _shift(c, 1)
-    gain, loss = np.maximum(diff, 0.0), np.maximum(-diff, 0.0)  # np.maximum keeps NaN
     prev_c = _shift(c, 1)
+    diff = c - prev_c
+    gain, loss = np.maximum(diff, 0.0), np.maximum(-diff, 0.0)  # np.maximum keeps NaN
     true_range = np.maximum(h - low, np.maximum(np.abs(h - prev_c), np.abs(low - prev_c)))
     log_range = np.log(h / low)
     hl2 = log_range**2
@@ -286,8 +286,8 @@ def _matrix(candles: pd.DataFrame, timeframe: str, last: int | None = None,
         arrays = [candles[col].to_numpy(dtype=np.float64)[rows] for col in _COLUMNS]
     with np.errstate(all="ignore"):
         cols = _columns(*arrays, _epoch_seconds(index), wanted=wanted)
-        rows = slice(-wanted, None) if wanted else slice(None)
-        out = np.column_stack([cols[name][rows] for name in _NAMES])
+        kept = slice(-wanted, None) if wanted else slice(None)
+        out = np.column_stack([cols[name][kept] for name in _NAMES])
     out[~np.isfinite(out)] = np.nan  # division by zero / log(0): NaN, never inf
     return out
 

@@ -157,8 +157,6 @@ def ingest_from_exchange(session: Session, settings: Settings, cfg: AssetConfig,
     return _ExchangeIngest(session, settings, cfg, utc(now), progress).run(since, backfill_days)
 
 
-
-
 class _ExchangeIngest:
     def __init__(self, session: Session, settings: Settings, cfg: AssetConfig, now: datetime,
                  progress: ProgressFn | None):
@@ -197,7 +195,7 @@ class _ExchangeIngest:
         recorded = open_gap_rows(self.session, asset, self.tf)
         skip = [] if explicit else [(g.first_missing, g.last_missing) for g in recorded]
         holes = missing_ranges(self.session, asset, self.tf, scan_start, cutoff, skip,
-                                calendar=self.cfg.calendar)
+                               calendar=self.cfg.calendar)
         self.session.commit()  # no transaction stays open while the exchange is called
         self.wanted = sum(slots(a, b, self.tf) for a, b in holes)
         self._report()
