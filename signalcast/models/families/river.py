@@ -4,7 +4,9 @@
 6-7 us per prediction, docs/ml-notes.md), ``"arf"`` (adaptive random forest, ``n_models`` trees,
 150-200 us per prediction, about 1 ms per update) or ``"hoeffding"`` (one Hoeffding tree).
 :meth:`fit` starts a fresh model and learns the rows one by one in the order given (time order);
-:meth:`learn_one` / :meth:`learn_many` keep learning from outcomes as they resolve.
+:meth:`learn_one` / :meth:`learn_many` keep learning from outcomes as they resolve. The logistic
+variant's SGD step is ``learning_rate`` or, by default, 0.005 divided by the number of features
+(:func:`_weights_step` says why; River's own default, 0.01, left our forecasts mostly noise).
 
 Calibration while it learns. A version of this family keeps learning after training
 (:mod:`signalcast.pipeline.learn`), so the calibrator fitted at training time on the trained
@@ -60,19 +62,44 @@ class OnlinePlatt:
         self.n += 1
 
 
+WEIGHT_STEP = 0.005  # the logistic SGD step times the number of features (see _weights_step)
+
+
+def _weights_step(n_features: int) -> float:
+    """The default SGD step of the logistic variant's weights: ``WEIGHT_STEP / n_features``.
+
+    Why. A constant SGD step ``eta`` on the log loss leaves the weights fluctuating about their
+    optimum with a variance of about ``eta / 2`` per standardised feature, so the forecast carries
+    a noise of about ``eta * d / 2`` in logit units squared for ``d`` features, whatever the
+    market. River's default 0.01 over our 67 features is 0.34 (about +-0.58 logits, +-14 points of
+    probability near 50%): more than any signal these features carry, so the forecast was mostly
+    the optimizer's noise (walk forward on the packaged market: AUC below a coin on 8 of 9 series,
+    Brier 0.38-0.44 against 0.25 for the base rate; docs/ml-notes.md). ``WEIGHT_STEP / d`` holds it
+    at 0.0025 (+-0.05 logits) for any number of features. The price is speed: the weights' time
+    constant is about ``4 / eta`` rows (53,600 here), so a training of 8,760 rows stops early,
+    which shrinks the weights toward zero (toward the base-rate forecast, as a ridge penalty
+    would), and online the weights move slowly while the intercept (River's step 0.01, a memory
+    of about 400 rows) follows the base rate of the outcomes as they resolve."""
+    return WEIGHT_STEP / max(1, int(n_features))
+
+
 class RiverModel(SignalModel):
     family = "river"
 
-    def __init__(self, *, seed: int = 0, variant: str = "logistic", learning_rate: float = 0.01,
-                 l2: float = 0.0, n_models: int = 10, grace_period: int = 200):
+    def __init__(self, *, seed: int = 0, variant: str = "logistic",
+                 learning_rate: float | None = None, l2: float = 0.0, n_models: int = 10,
+                 grace_period: int = 200):
         if variant not in VARIANTS:
             raise ValueError(f"river variant must be one of {VARIANTS}, got {variant!r}")
+        if learning_rate is not None and not float(learning_rate) > 0:
+            raise ValueError(f"river learning_rate must be a positive step (or null for "
+                             f"{WEIGHT_STEP} / number of features), got {learning_rate!r}")
         super().__init__(seed=seed, variant=variant, learning_rate=learning_rate, l2=l2,
                          n_models=n_models, grace_period=grace_period)
         self.model_: Any | None = None
         self.platt_: OnlinePlatt | None = None
 
-    def _new_model(self) -> Any:
+    def _new_model(self, n_features: int) -> Any:
         from river import forest, linear_model, optim, preprocessing, tree
 
         p = self.params
@@ -81,12 +108,13 @@ class RiverModel(SignalModel):
                                         seed=self.seed)
         if p["variant"] == "hoeffding":
             return tree.HoeffdingTreeClassifier(grace_period=p["grace_period"])
+        step = p["learning_rate"] or _weights_step(n_features)
         return preprocessing.StandardScaler() | linear_model.LogisticRegression(
-            optimizer=optim.SGD(p["learning_rate"]), l2=p["l2"])
+            optimizer=optim.SGD(step), l2=p["l2"])
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
         X, y = self._check_fit_input(X, y)
-        self.model_ = self._new_model()
+        self.model_ = self._new_model(X.shape[1])
         self.platt_ = None if self.params["variant"] in SELF_CALIBRATED else OnlinePlatt()
         return self.learn_many(X, y)
 
