@@ -204,6 +204,30 @@ def test_stacking_oof_fits_end_a_horizon_before_every_row_they_predict(ensemble_
     assert model.coef_.shape == (2,) and np.isfinite(model.intercept_)
 
 
+def test_stacking_weights_are_never_negative_and_otherwise_the_free_logistic_fit():
+    """The meta-learner is scikit-learn's L2 logistic regression with every member weight held at
+    zero or above: where the free fit's weights are positive the two agree; a member that ranks
+    backwards gets weight 0 instead of turning its ranking upside down."""
+    from sklearn.linear_model import LogisticRegression
+
+    from signalcast.ensemble.stacking import _non_negative_logistic
+
+    rng = np.random.default_rng(4)
+    signal = rng.normal(size=4000)
+    y = (signal + rng.logistic(size=4000) > 0).astype(np.int8)
+    good = np.column_stack([signal + rng.normal(scale=s, size=4000) for s in (0.5, 1.0)])
+    free = LogisticRegression(C=1.0, max_iter=1000).fit(good, y)
+    assert (free.coef_ > 0).all()
+    coef, intercept = _non_negative_logistic(good, y, 1.0)
+    np.testing.assert_allclose(coef, free.coef_[0], atol=1e-4)
+    assert intercept == pytest.approx(free.intercept_[0], abs=1e-4)
+
+    backwards = np.column_stack([good, -signal + rng.normal(size=4000)])
+    assert LogisticRegression(C=1.0, max_iter=1000).fit(backwards, y).coef_[0, 2] < 0
+    coef, _ = _non_negative_logistic(backwards, y, 1.0)
+    assert coef[2] == 0.0 and (coef[:2] > 0).all()
+
+
 def test_stacking_without_enough_rows_averages_member_log_odds(ensemble_families):
     X, y = planted(40)
     model = registry.create("stacking_ensemble", members=["column_logit", "spy"],

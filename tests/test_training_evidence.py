@@ -60,4 +60,5 @@ def test_ensembles_purge_at_least_the_targets_horizon(tmp_path, sqlite_url):
     settings = auto_settings(tmp_path, sqlite_url)
     assert family_params(settings, "stacking_ensemble", 72)["horizon"] == 72
     assert family_params(settings, "weighted_ensemble", 48)["horizon"] == 48
-    assert "horizon" not in family_params(settings, "lightgbm", 72)
+    assert family_params(settings, "lightgbm", 72)["horizon"] == 72  # its leaves: leaf_rows
+    assert "horizon" not in family_params(settings, "random_forest", 72)

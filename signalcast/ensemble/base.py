@@ -89,7 +89,10 @@ class EnsembleModel(SignalModel):
     # -- fitting -----------------------------------------------------------------------------
     @property
     def member_specs(self) -> list[dict]:
-        return self.params["members"]
+        """The members as fitted: each takes the ensemble's horizon if it takes one."""
+        return [{"family": s["family"],
+                 "params": registry.with_horizon(s["family"], s["params"], self.params["horizon"])}
+                for s in self.params["members"]]
 
     def _new_member(self, spec: Mapping[str, Any]) -> SignalModel:
         return registry.create(spec["family"], seed=self.seed, **spec["params"])

@@ -32,6 +32,7 @@ from signalcast.evaluation.folds import FoldPlan, WalkForwardConfig, plan_folds
 from signalcast.features import feature_names
 from signalcast.features.dataset import OutcomeSet, build_outcome_set  # noqa: F401 (re-export)
 from signalcast.features.labels import EXPIRED, UP
+from signalcast.models import registry
 from signalcast.models.calibration import MonotoneCalibrator
 from signalcast.models.three_outcome import TouchDirectionModel, combine
 from signalcast.stats.skill import (
@@ -248,6 +249,7 @@ def evaluate_candidates(data: OutcomeSet, horizon: int, families: Mapping[str, M
 
     candidates = []
     for family, params in families.items():
+        params = registry.with_horizon(family, dict(params), horizon)  # as training fits it
         oof = walk_forward_oof(data, plan, family, params, three_outcome=three_outcome)
         # direction: calibrated on touched rows only
         p_dir_cal = np.full(len(rows), np.nan)

@@ -51,12 +51,10 @@ def quick_params(family: str) -> dict[str, Any]:
 
 
 def purging_params(family: str, params: dict[str, Any], horizon: int) -> dict[str, Any]:
-    """``params`` with ``horizon`` raised to the target's for a family that purges its own
-    out-of-fold fits (the ensembles): their combiner must not be fitted on overlapping
-    labels."""
-    if "horizon" in inspect.signature(registry.family_class(family).__init__).parameters:
-        return {**params, "horizon": max(int(params.get("horizon", 0)), horizon)}
-    return params
+    """``params`` with ``horizon`` raised to the target's for a family that takes it: the
+    ensembles purge their own out-of-fold fits by it (their combiner must not be fitted on
+    overlapping labels), the boosted trees size their leaves by it (``models.base.leaf_rows``)."""
+    return registry.with_horizon(family, params, horizon)
 
 
 def selected_families(names: Sequence[str] | None) -> list[str]:

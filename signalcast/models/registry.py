@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import logging
 from functools import cache
 from importlib.metadata import entry_points
@@ -111,6 +112,14 @@ def family_class(name: str) -> type[SignalModel]:
     if not (isinstance(cls, type) and issubclass(cls, SignalModel)):
         raise TypeError(f"{known[name]} is not a SignalModel subclass")
     return cls
+
+
+def with_horizon(name: str, params: dict[str, Any], horizon: int) -> dict[str, Any]:
+    """``params`` with ``horizon`` raised to at least ``horizon`` if family ``name`` takes one
+    (the ensembles purge by it, the boosted trees size their leaves by it); else ``params``."""
+    if "horizon" in inspect.signature(family_class(name).__init__).parameters:
+        return {**params, "horizon": max(int(params.get("horizon", 0)), int(horizon))}
+    return params
 
 
 def create(name: str, **params: Any) -> SignalModel:

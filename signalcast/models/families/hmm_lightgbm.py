@@ -27,13 +27,14 @@ class HMMLightGBMModel(SignalModel):
     fits_unlabelled = True  # the HMM's regimes from every candle, LightGBM on labelled rows
 
     def __init__(self, *, seed: int = 0, hmm: Mapping[str, Any] | None = None,
-                 lightgbm: Mapping[str, Any] | None = None):
+                 lightgbm: Mapping[str, Any] | None = None, horizon: int = 1):
         hmm, lightgbm = dict(hmm or {}), dict(lightgbm or {})
+        lightgbm.setdefault("horizon", horizon)  # its leaves hold outcomes of this horizon
         for part, part_params in ((HMMModel, hmm), (LightGBMModel, lightgbm)):
             if "seed" in part_params:
                 raise ValueError("hmm_lightgbm takes one seed, at the top level")
             part(**part_params)  # bad parameters fail now, not at fit time
-        super().__init__(seed=seed, hmm=hmm, lightgbm=lightgbm)
+        super().__init__(seed=seed, hmm=hmm, lightgbm=lightgbm, horizon=horizon)
         self.hmm_: HMMModel | None = None
         self.lightgbm_: LightGBMModel | None = None
         self.feature_names_: list[str] | None = None

@@ -13,7 +13,7 @@ from typing import Any, Self
 import numpy as np
 import xgboost as xgb
 
-from signalcast.models.base import SignalModel
+from signalcast.models.base import LEAF_OUTCOMES, SignalModel, leaf_rows
 
 
 class XGBoostModel(SignalModel):
@@ -21,11 +21,13 @@ class XGBoostModel(SignalModel):
 
     def __init__(self, *, seed: int = 0, n_estimators: int = 200, learning_rate: float = 0.05,
                  max_depth: int = 4, min_child_weight: float = 5.0, subsample: float = 0.8,
-                 colsample: float = 0.8, reg_lambda: float = 1.0, nthread: int = 1):
+                 colsample: float = 0.8, reg_lambda: float = 1.0, nthread: int = 1,
+                 horizon: int = 1, leaf_outcomes: float = LEAF_OUTCOMES):
+        leaf_rows(horizon, leaf_outcomes)  # bad values fail now, not at fit time
         super().__init__(seed=seed, n_estimators=n_estimators, learning_rate=learning_rate,
                          max_depth=max_depth, min_child_weight=min_child_weight,
                          subsample=subsample, colsample=colsample, reg_lambda=reg_lambda,
-                         nthread=nthread)
+                         nthread=nthread, horizon=horizon, leaf_outcomes=leaf_outcomes)
         self.booster_: xgb.Booster | None = None
 
     def _xgb_params(self) -> dict[str, Any]:
@@ -35,7 +37,9 @@ class XGBoostModel(SignalModel):
             "tree_method": "hist",
             "eta": p["learning_rate"],
             "max_depth": p["max_depth"],
-            "min_child_weight": p["min_child_weight"],
+            # a leaf's hessian sum: p(1-p) <= 1/4 per row, so rows / 4 is its least weight
+            "min_child_weight": max(p["min_child_weight"],
+                                    leaf_rows(p["horizon"], p["leaf_outcomes"]) / 4),
             "subsample": p["subsample"],
             "colsample_bytree": p["colsample"],
             "lambda": p["reg_lambda"],
