@@ -44,7 +44,7 @@ def leaf_rows(horizon: int, outcomes: float = LEAF_OUTCOMES) -> int:
     Labels ``horizon`` candles long overlap: neighbouring rows share nearly one outcome, so a
     leaf of 40 rows of a 72-candle target is less than one outcome, and boosting fitted the
     paths of single episodes. Measured walk forward on the packaged market (docs/ml-notes.md):
-    leaves of at least 5 horizons raised LightGBM's mean AUC 0.617 -> 0.639 and XGBoost's
+    leaves of at least 5 horizons raised LightGBM's mean AUC 0.617 -> 0.635 and XGBoost's
     0.622 -> 0.648, turned their mean Brier skill positive, and left calibration no between-fold
     reordering to lose AUC to. Training passes the target's horizon to every family that takes
     ``horizon`` (``evaluation.suite.purging_params``); a family made without one (``horizon=1``)
