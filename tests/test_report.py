@@ -20,7 +20,7 @@ from signalcast.ops.report import _alerts, reliability, served_report
 from signalcast.pipeline.ingest import ingest_asset
 from signalcast.pipeline.predict import predict_asset
 from signalcast.pipeline.resolve import resolve_outcomes
-from tests.conftest import seed_history, write_config
+from tests.conftest import SMALL_CONFIG, seed_history, write_config
 
 BTC = "BTC/USDT"
 TICKS = 120  # hourly predictions served (the newest still pending)
@@ -31,8 +31,11 @@ def served(tmp_path_factory):
     """(engine, settings, config path, url): BTC/USDT champions trained, then TICKS hourly
     candles each ingested, predicted and resolved as the tick does."""
     tmp = tmp_path_factory.mktemp("report")
+    # thresholds low enough that every target alerts: the report's alert figures are checked
+    targets = [{**t, "alert_threshold": 0.51} for t in SMALL_CONFIG["targets"]]
     config = write_config(tmp / "signalcast.yaml",
-                          {"models": {"champion": "lightgbm", "alert_without_skill": ["*"],
+                          {"targets": targets,
+                           "models": {"champion": "lightgbm", "alert_without_skill": ["*"],
                                       "params": {"lightgbm": {"n_estimators": 30}}}})
     url = f"sqlite:///{tmp / 'signalcast.db'}"
     settings = load_settings(config, database_url=url, broker_url=None, telegram_token=None)
