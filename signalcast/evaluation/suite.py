@@ -50,13 +50,6 @@ def quick_params(family: str) -> dict[str, Any]:
     return params
 
 
-def purging_params(family: str, params: dict[str, Any], horizon: int) -> dict[str, Any]:
-    """``params`` with ``horizon`` raised to the target's for a family that takes it: the
-    ensembles purge their own out-of-fold fits by it (their combiner must not be fitted on
-    overlapping labels), the boosted trees size their leaves by it (``models.base.leaf_rows``)."""
-    return registry.with_horizon(family, params, horizon)
-
-
 def selected_families(names: Sequence[str] | None) -> list[str]:
     """``names`` validated against the registry (unknown names raise), else every family."""
     if not names:
@@ -106,6 +99,6 @@ def evaluate_settings(settings: Settings, candles: dict[str, pd.DataFrame], *,
                                                             target.horizon, len(frame))
             evaluations.append(evaluate_series(
                 frame, cfg.timeframe, target,
-                {n: purging_params(n, params_for(n), target.horizon) for n in names}, config,
+                {n: registry.with_horizon(n, params_for(n), target.horizon) for n in names}, config,
                 asset=cfg.symbol, oracle=oracle, progress=progress))
     return evaluations

@@ -26,7 +26,6 @@ from signalcast.evaluation.selection import (
     final_calibrator,
     skill_gate,
 )
-from signalcast.evaluation.suite import purging_params
 from signalcast.features import FEATURE_SET, feature_names
 from signalcast.features.labels import EXPIRED, UP
 from signalcast.models import registry
@@ -46,9 +45,9 @@ def candidate_families(settings: Settings) -> list[str]:
 
 
 def family_params(settings: Settings, family: str, horizon: int) -> dict[str, Any]:
-    """The configured parameters; a family that purges internally (the ensembles' out-of-fold
-    fits take ``horizon``) purges at least the target's horizon."""
-    return purging_params(family, settings.model_params(family), horizon)
+    """The configured parameters, with at least the target's ``horizon`` for a family that
+    takes one (:func:`signalcast.models.registry.with_horizon`)."""
+    return registry.with_horizon(family, settings.model_params(family), horizon)
 
 
 @dataclass

@@ -47,7 +47,7 @@ def leaf_rows(horizon: int, outcomes: float = LEAF_OUTCOMES) -> int:
     leaves of at least 5 horizons raised LightGBM's mean AUC 0.617 -> 0.635 and XGBoost's
     0.622 -> 0.648, turned their mean Brier skill positive, and left calibration no between-fold
     reordering to lose AUC to. Training passes the target's horizon to every family that takes
-    ``horizon`` (``evaluation.suite.purging_params``); a family made without one (``horizon=1``)
+    ``horizon`` (``models.registry.with_horizon``); a family made without one (``horizon=1``)
     keeps its own ``min_child_samples`` / ``min_child_weight``."""
     if int(horizon) < 1 or not float(outcomes) >= 0:
         raise ValueError(f"horizon must be >= 1 candle and leaf_outcomes >= 0, got "
