@@ -263,7 +263,7 @@ def _served_week(engine, until: datetime) -> None:
 
 def test_the_weekly_summary_carries_the_reliability_chart_of_what_was_served(
         sqlite_url, alerting, tg, transport):
-    from signalcast.alerts.rules import queue_summary_alerts
+    from signalcast.alerts.summary import queue_summary_alerts
 
     engine, settings = alerting(sqlite_url)  # summary_chart: weekly (the default)
     monday = datetime(2024, 3, 4, 8, tzinfo=UTC)

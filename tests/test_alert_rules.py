@@ -13,11 +13,11 @@ from sqlmodel import select
 from signalcast.alerts.rules import (
     confidence_band,
     outcome_result,
-    performance,
     queue_signal_alerts,
     queue_system_alerts,
 )
 from signalcast.alerts.subscriptions import chat_settings, subscribe, unsubscribe
+from signalcast.alerts.summary import performance
 from signalcast.config import load_settings
 from signalcast.core.errors import UnknownNameError
 from signalcast.db.engine import init_db, session_scope

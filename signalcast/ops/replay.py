@@ -43,9 +43,9 @@ from signalcast.core.logs import log_context
 from signalcast.core.queues import tick_deadline, tick_key, train_task_id
 from signalcast.core.timeframes import last_closed_open_time, utc
 from signalcast.db.engine import session_scope
-from signalcast.db.tables import ScheduledEnqueue, TaskRun, utcnow
-from signalcast.db.upsert import dialect_insert, upsert
-from signalcast.ops.runs import recorded_run
+from signalcast.db.tables import ScheduledEnqueue, utcnow
+from signalcast.db.upsert import upsert
+from signalcast.ops.runs import recorded_run, store_finished_runs
 
 
 @dataclass
@@ -234,13 +234,7 @@ class ReplayRunner:
         if not rows:
             return
         with session_scope(self.engine) as session:
-            stmt = dialect_insert(session, TaskRun)
-            table = TaskRun.__table__
-            stmt = stmt.on_conflict_do_update(index_elements=["task_id"], set_={
-                "attempts": table.c.attempts + 1,
-                **{c: stmt.excluded[c] for c in ("status", "progress", "result", "error",
-                                                  "started_at", "finished_at")}})
-            session.connection().execute(stmt, rows)
+            store_finished_runs(session, rows)
 
     def _ingest(self, asset: str, now: datetime) -> dict:
         from signalcast.pipeline.ingest import ingest_asset

@@ -52,12 +52,29 @@ def _start(session: Session, task_id: str, name: str, args: dict[str, Any]) -> i
     stmt = dialect_insert(session, TaskRun).values(
         task_id=task_id, name=name, args=args, status="running", attempts=1, result={},
         started_at=utcnow())
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["task_id"],
-        set_={"attempts": TaskRun.__table__.c.attempts + 1, "status": "running",
-              "started_at": stmt.excluded.started_at},
-    ).returning(TaskRun.__table__.c.attempts)
-    return session.connection().execute(stmt).scalar_one()
+    stmt = _one_more_attempt(stmt, ("status", "started_at"))
+    return session.connection().execute(
+        stmt.returning(TaskRun.__table__.c.attempts)).scalar_one()
+
+
+def _one_more_attempt(stmt: Any, columns: tuple[str, ...]) -> Any:
+    """``stmt`` (an insert of run rows) where a task id is recorded already: one more attempt
+    (as a redelivery counts one), and the new row's ``columns``."""
+    return stmt.on_conflict_do_update(index_elements=["task_id"], set_={
+        "attempts": TaskRun.__table__.c.attempts + 1,
+        **{c: stmt.excluded[c] for c in columns}})
+
+
+FINISHED_COLUMNS = ("status", "progress", "result", "error", "started_at", "finished_at")
+
+
+def store_finished_runs(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Store run records of work this process did itself (a replay's tick: ``task_id``,
+    ``name``, ``args``, ``attempts`` 1 and the :data:`FINISHED_COLUMNS`), in one statement, as
+    :func:`recorded_run` leaves them: a task id recorded before counts one more attempt."""
+    if rows:
+        session.connection().execute(
+            _one_more_attempt(dialect_insert(session, TaskRun), FINISHED_COLUMNS), rows)
 
 
 class GaveUp(SignalcastError):

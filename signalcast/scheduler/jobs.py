@@ -18,7 +18,8 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from signalcast.alerts.rules import queue_summary_alerts, queue_system_alerts
+from signalcast.alerts.rules import queue_system_alerts
+from signalcast.alerts.summary import queue_summary_alerts
 from signalcast.config import Settings
 from signalcast.core.timeframes import last_closed_open_time, utc
 from signalcast.db.engine import session_scope

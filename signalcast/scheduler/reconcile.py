@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from signalcast.alerts.rules import SYSTEM, _queue
+from signalcast.alerts.rules import SYSTEM, queue_alert
 from signalcast.config import Settings
 from signalcast.core.timeframes import timeframe_to_timedelta, utc
 from signalcast.db.engine import session_scope
@@ -279,7 +279,7 @@ def _tell_operator(engine: Engine, settings: Settings, now: datetime, notes: lis
     system kind and the drain), and the log."""
     log.warning("reconciler: %s", "; ".join(notes))
     with session_scope(engine) as session:
-        queued = _queue(session, settings, "system", SYSTEM, "reconciler", now.replace(
+        queued = queue_alert(session, settings, "system", SYSTEM, "reconciler", now.replace(
             microsecond=0), {"check": "task_failures", "task": "tick", "failures": len(notes),
                              "minutes": max(1, settings.schedule.reconcile_seconds // 60),
                              "last_error": "; ".join(notes)[:300]})
