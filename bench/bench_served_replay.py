@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -230,6 +231,9 @@ def main() -> None:
     parser.add_argument("--through-workers", action="store_true",
                         help="replay through an embedded Celery worker (slower, same results)")
     args = parser.parse_args()
+    # on the simulated clock every drain finds the new signals stale and expires them (counted
+    # below as what the replay would have sent): one warning per tick says nothing here
+    logging.getLogger("signalcast.alerts.drain").setLevel(logging.ERROR)
 
     tmp = args.reuse or Path(tempfile.mkdtemp(prefix="signalcast-served-"))
     config_path = tmp / "served.yaml"
