@@ -100,7 +100,8 @@ def oracle_reliability(engine, settings: Settings, report: dict) -> dict:
     """The benchmark of the reliability figures: the synthetic market's Bayes-optimal forecast
     (the true [p_up, p_down, p_none] of each candle's hidden regime) judged the same way on the
     same resolved candles as the served forecast. A bin the oracle itself misses by more than
-    0.05 is sampling error of the window, not miscalibration."""
+    0.05 is sampling error of the window, not miscalibration. ``pooled``: every series' rows
+    together, as the served report pools them (block = the longest horizon)."""
     from signalcast.evaluation.suite import synthetic_candles
     from signalcast.features import DOWN, UP
     from signalcast.ops.report import _consistent, _judged, reliability
@@ -109,7 +110,7 @@ def oracle_reliability(engine, settings: Settings, report: dict) -> dict:
     last = _utc(max(datetime.fromisoformat(s["last"]) for s in report["series"] if s["last"]))
     periods = int((last - settings.data.start).total_seconds() // 3600) + 2
     _, markets = synthetic_candles(settings, symbols, periods)
-    out = {}
+    out, pooled = {}, {"p": [], "labels": [], "horizon": 1}
     with session_scope(engine, readonly=True) as session:
         for section in report["series"]:
             if not section.get("scores"):
@@ -130,14 +131,25 @@ def oracle_reliability(engine, settings: Settings, report: dict) -> dict:
                    for t, _ in rows]
             labels = np.array([label for _, label in rows])
             p3 = np.array([[outcomes[r].p_up, outcomes[r].p_down] for r in regimes[pos]])
-            res = {}
-            for j, side, lab in ((0, "up", UP), (1, "down", DOWN)):
-                y = (labels == lab).astype(float)
-                bins = reliability(p3[:, j], y, block=cfg.horizon)
-                res[side] = {"bins": bins, **_judged(bins),
-                             "consistent": _consistent(bins)["consistent"]}
-            out[f"{asset} {cfg.key}"] = res
+            out[f"{asset} {cfg.key}"] = _judge(p3, labels, cfg.horizon, UP, DOWN, reliability,
+                                               _judged, _consistent)
+            pooled["p"].append(p3)
+            pooled["labels"].append(labels)
+            pooled["horizon"] = max(pooled["horizon"], cfg.horizon)
+    if pooled["p"]:
+        out["pooled"] = _judge(np.concatenate(pooled["p"]), np.concatenate(pooled["labels"]),
+                               pooled["horizon"], UP, DOWN, reliability, _judged, _consistent)
     return out
+
+
+def _judge(p3, labels, block, up, down, reliability, judged, consistent) -> dict:
+    """Both sides' reliability bins of forecasts ``p3`` ([p_up, p_down] rows) against
+    ``labels``, judged as the served report judges them."""
+    res = {}
+    for j, side, lab in ((0, "up", up), (1, "down", down)):
+        bins = reliability(p3[:, j], (labels == lab).astype(float), block=block)
+        res[side] = {"bins": bins, **judged(bins), "consistent": consistent(bins)["consistent"]}
+    return res
 
 
 def print_intervals(report: dict) -> None:
