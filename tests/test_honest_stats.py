@@ -125,6 +125,34 @@ def test_calibrator_shrinks_to_base_rate_on_tiny_data():
     assert np.ptp(cal(np.linspace(0.01, 0.99, 50))) < 0.1
 
 
+def test_a_flat_temperature_shrinks_toward_fifty_percent_not_its_folds_base_rate():
+    """A forecast of no skill gets a flat map. Shrunk toward each fitting window's base rate,
+    every walk-forward fold became its own constant and the pooled rows were ranked by those
+    constants; shrunk toward the temperature's own null (50%), a row the model put above 50%
+    stays above it whichever fold it is in. A map with an intercept (the touch factor) still
+    shrinks toward its base rate; an artifact from before ``prior`` still serves as fitted."""
+    rng = np.random.default_rng(7)
+    raw = rng.uniform(0.05, 0.95, 3000)  # says a lot, knows nothing
+    grid = np.linspace(0.02, 0.98, 49)
+    for rate in (0.4, 0.6):
+        y = (rng.random(3000) < rate).astype(float)
+        cal = MonotoneCalibrator.fit(raw, y, horizon=10)
+        assert cal.prior == 0.5 and abs(cal.base - rate) < 0.05
+        assert np.all((cal(grid) - 0.5) * (grid - 0.5) >= 0)  # the same side of 50% as raw
+        assert np.all(np.diff(cal(grid)) > 0)
+        touch = MonotoneCalibrator.fit(raw, y, horizon=10, intercept=True)
+        assert touch.prior is None and abs(touch(np.array([0.5]))[0] - rate) < 0.05
+        old = {k: v for k, v in cal.to_dict().items() if k != "prior"}
+        inside = grid[(grid >= cal.lo) & (grid <= cal.hi)]
+        expected = cal.w * _sigmoid_of(cal, inside) + (1 - cal.w) * cal.base
+        assert np.allclose(calibrator_from_dict(old)(inside), expected)
+
+
+def _sigmoid_of(cal, p):
+    z = np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))
+    return 1.0 / (1.0 + np.exp(-(cal.a * z + cal.b)))
+
+
 def test_calibrators_round_trip_through_json():
     raw, y, groups = _miscalibrated()
     cal = MonotoneCalibrator.fit(raw, y, horizon=10, groups=groups)

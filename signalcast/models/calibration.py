@@ -45,7 +45,7 @@ class SigmoidCalibrator:
 
 # --------------------------------------------------------------------------------------------
 # Calibration that cannot hurt (see ML_NOTES "Honesty hazards"): pooled out-of-fold fit,
-# monotone, shrunk toward the base rate by the effective sample size, kept only when it beats
+# monotone, shrunk toward its null by the effective sample size, kept only when it beats
 # the raw forecast on held-out folds. Pure numpy/scipy; JSON-able via to_dict / from_dict.
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -58,10 +58,10 @@ def _fit_monotone_sigmoid(raw: np.ndarray, y: np.ndarray, a_min: float,
     (a_min > 0: the map is strictly increasing, so it never reverses a model's ranking).
 
     ``intercept=False`` (the default) fixes ``b = 0``: a temperature, one scale for the model's
-    confidence, centred where the model says 50%. The base rate is then corrected by the
-    shrinkage toward it (:class:`MonotoneCalibrator`), not by a fitted offset: a forward-fitted
-    offset lags a drifting base rate and differs from one walk-forward fold to the next, which
-    reorders rows across folds (pooled AUC lost 0.01-0.03 with it, none without it)."""
+    confidence, centred where the model says 50% (and shrunk toward 50%, see
+    :class:`MonotoneCalibrator`): a base rate away from 50% is the model's to forecast. A
+    forward-fitted offset lags a drifting base rate and differs from one walk-forward fold to the
+    next, which reorders rows across folds (pooled AUC lost 0.01-0.03 with it, none without it)."""
     from scipy.optimize import minimize
 
     x = _logit(raw)
@@ -93,12 +93,19 @@ def _fitted_range(raw: np.ndarray) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class MonotoneCalibrator:
-    """``p = w * sigmoid(a * logit(raw) + b) + (1 - w) * base`` (``kind="sigmoid"``) or
+    """``p = w * sigmoid(a * logit(raw) + b) + (1 - w) * prior`` (``kind="sigmoid"``) or
     ``p = raw`` (``kind="identity"``).
 
     ``a >= a_min > 0`` so the map is strictly increasing; ``w = n_eff / (n_eff + prior_episodes)``
     with ``n_eff = n / horizon`` (overlapping labels: about one independent outcome per horizon)
-    shrinks toward the pooled base rate ``base`` when data is thin. Fitted by :meth:`fit`.
+    shrinks toward ``prior`` when data is thin: the map's own "no information" value, 50% for a
+    temperature (``intercept=False``, the direction factor), the pooled base rate ``base`` for a
+    map with an intercept (the touch factor; ``prior`` None means ``base``, as in artifacts from
+    before it). Shrinking a temperature toward each fold's base rate was a per-fold offset after
+    all: where the map came out flat (a forecast of no validated skill), every walk-forward fold
+    became its own constant, the earlier folds' base rate, and the pooled rows were ranked by
+    those constants (on a four-regime market, pooled AUC 0.548 -> 0.483; 0.533 shrunk toward
+    50%). Fitted by :meth:`fit`.
     """
 
     kind: str = "identity"
@@ -114,6 +121,7 @@ class MonotoneCalibrator:
     # beyond it the map is flat (no extrapolation), see :meth:`__call__`
     lo: float = 0.0
     hi: float = 1.0
+    prior: float | None = None
 
     @classmethod
     def fit(cls, raw, y, *, horizon: int = 1, groups=None, positions=None,
@@ -188,7 +196,7 @@ class MonotoneCalibrator:
         n_eff = len(y) / max(horizon, 1)
         base = float((y.sum() + 1.0) / (len(y) + 2.0))
         return cls("sigmoid", a, b, float(n_eff / (n_eff + prior_episodes)), base, len(y),
-                   float(n_eff))
+                   float(n_eff), prior=None if intercept else 0.5)
 
     def __call__(self, raw) -> np.ndarray:
         """The map, flat beyond the fitted raw range ``[lo, hi]``: a raw value the map never saw
@@ -203,7 +211,8 @@ class MonotoneCalibrator:
             return raw
         inside = np.clip(raw, self.lo, self.hi)
         tail = TAIL_SLOPE * (raw - inside)
-        p = self.w * _sigmoid(self.a * _logit(inside) + self.b) + (1.0 - self.w) * self.base
+        prior = self.base if self.prior is None else self.prior
+        p = self.w * _sigmoid(self.a * _logit(inside) + self.b) + (1.0 - self.w) * prior
         return np.clip(p + tail, 0.0, 1.0)
 
     def to_dict(self) -> dict:
@@ -211,11 +220,13 @@ class MonotoneCalibrator:
                 "base": float(self.base), "n": int(self.n), "n_eff": float(self.n_eff),
                 "heldout_brier_raw": self.heldout_brier_raw,
                 "heldout_brier_cal": self.heldout_brier_cal, "lo": float(self.lo),
-                "hi": float(self.hi)}
+                "hi": float(self.hi), "prior": self.prior}
 
     @classmethod
     def from_dict(cls, d: dict) -> MonotoneCalibrator:
-        return cls(**d)  # artifacts from before the fitted range: lo=0, hi=1 (no flattening)
+        # artifacts from before the fitted range: lo=0, hi=1 (no flattening); from before
+        # ``prior``: shrunk toward ``base``, as they were fitted
+        return cls(**d)
 
 
 def calibrator_from_dict(d: dict):
