@@ -91,7 +91,7 @@ def recipients(session: Session, settings: Settings, kind: str, asset: str | Non
 
 
 def queue_alert(session: Session, settings: Settings, kind: str, asset: str, target: str,
-           at: datetime, payload: dict[str, Any]) -> int:
+                at: datetime, payload: dict[str, Any]) -> int:
     """One outbox row per receiving chat; returns how many were new."""
     real_asset = None if asset in (SYSTEM, ALL) else asset
     return sum(int(insert_ignore(session, AlertOutbox, {
@@ -292,9 +292,10 @@ def queue_system_alerts(session: Session, settings: Settings, now: datetime, *,
         silent_since = now - timedelta(minutes=cfg.worker_silent_minutes)
         for beat in session.exec(select(WorkerHeartbeat).where(
                 WorkerHeartbeat.last_seen < silent_since)).all():
-            queued += queue_alert(session, settings, "system", SYSTEM, f"worker:{beat.worker}",
-                             beat.last_seen, {"check": "worker_silent", "worker": beat.worker,
-                                              "last_seen": beat.last_seen.isoformat()})
+            queued += queue_alert(session, settings, "system", SYSTEM,
+                                  f"worker:{beat.worker}", beat.last_seen,
+                                  {"check": "worker_silent", "worker": beat.worker,
+                                   "last_seen": beat.last_seen.isoformat()})
 
     last_tick = session.exec(select(func.max(ScheduledEnqueue.enqueued_at)).where(
         ScheduledEnqueue.job.like("tick:%"))).one()
@@ -302,7 +303,7 @@ def queue_system_alerts(session: Session, settings: Settings, now: datetime, *,
     allowed = 2 * step + timedelta(seconds=settings.schedule.misfire_grace_seconds)
     if last_tick is not None and now - last_tick > allowed:
         queued += queue_alert(session, settings, "system", SYSTEM, "scheduler", last_tick,
-                         {"check": "scheduler_silent", "last_tick": last_tick.isoformat()})
+                              {"check": "scheduler_silent", "last_tick": last_tick.isoformat()})
 
     window = timedelta(minutes=cfg.failure_window_minutes)
     bucket = datetime.fromtimestamp(now.timestamp() // window.total_seconds()
@@ -317,7 +318,7 @@ def queue_system_alerts(session: Session, settings: Settings, now: datetime, *,
             TaskRun.name == name, TaskRun.status == "failed")
             .order_by(TaskRun.finished_at.desc()).limit(1)).first()
         queued += queue_alert(session, settings, "system", SYSTEM, f"failures:{name}", bucket,
-                         {"check": "task_failures", "task": name, "failures": count,
-                          "minutes": cfg.failure_window_minutes,
-                          "last_error": (last or "").splitlines()[0][:300] if last else ""})
+                              {"check": "task_failures", "task": name, "failures": count,
+                               "minutes": cfg.failure_window_minutes,
+                               "last_error": (last or "").splitlines()[0][:300] if last else ""})
     return queued

@@ -110,5 +110,3 @@ def queue_summary_alerts(session: Session, settings: Settings, now: datetime) ->
     if summary_has_chart(settings, now):
         payload["reliability"] = summary_reliability(session, since, now)
     return queue_alert(session, settings, "summary", ALL, "daily", day, payload)
-
-

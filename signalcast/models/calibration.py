@@ -44,7 +44,7 @@ class SigmoidCalibrator:
 
 
 # --------------------------------------------------------------------------------------------
-# Calibration that cannot hurt (see ML_NOTES "Honesty hazards"): pooled out-of-fold fit,
+# Calibration that cannot hurt (docs/ml-notes.md, "Calibration"): pooled out-of-fold fit,
 # monotone, shrunk toward its null by the effective sample size, kept only when it beats
 # the raw forecast on held-out folds. Pure numpy/scipy; JSON-able via to_dict / from_dict.
 
