@@ -86,23 +86,26 @@ def filtered_regimes(market, asset, candles) -> np.ndarray:
     return post
 
 
-def oracle_scores(sel, data, market, asset, pct, horizon, n_candles, candles=None):
-    """Oracle direction AUC / skill and three-outcome skill on the selection's scored rows;
-    with ``candles``, of the filtered forecast instead (:func:`filtered_regimes`)."""
+def true_regimes(market, n_candles) -> np.ndarray:
+    """The hidden regime of each candle as probabilities (one-hot), (T, regimes): what the
+    oracle knows."""
+    names = market.regimes(n_candles).to_numpy()
+    return (names[:, None] == np.array(market.regime_names)[None, :]).astype(float)
+
+
+def oracle_scores(sel, data, market, asset, pct, horizon, regime_probs):
+    """Direction AUC / skill and three-outcome skill, on the selection's scored rows, of the
+    forecast that mixes the market's true outcome probabilities of each regime by
+    ``regime_probs`` (T, regimes): :func:`true_regimes` (the oracle) or
+    :func:`filtered_regimes` (the filtered forecast)."""
     rows = sel.plan.test_rows[sel.scored]
     pos, labels = data.positions[rows], data.labels[rows]
     touched = labels != EXPIRED
     outcomes = market.regime_outcomes(asset, pct, horizon)
     by_regime = np.array([[outcomes[r].p_up, outcomes[r].p_down, outcomes[r].p_expired]
                           for r in market.regime_names])
-    if candles is None:
-        p_dir = market.oracle_probability(asset, pct, horizon, n_candles).to_numpy()[pos]
-        regimes = market.regimes(n_candles).to_numpy()[pos]
-        probs3 = np.array([[outcomes[r].p_up, outcomes[r].p_down, outcomes[r].p_expired]
-                           for r in regimes])
-    else:
-        probs3 = filtered_regimes(market, asset, candles)[pos] @ by_regime
-        p_dir = probs3[:, 0] / (probs3[:, 0] + probs3[:, 1])
+    probs3 = regime_probs[pos] @ by_regime
+    p_dir = probs3[:, 0] / (probs3[:, 0] + probs3[:, 1])  # P(up first | touched)
     t_all = data.touched
     ref = causal_base_rate((data.labels[t_all] == 1).astype(float), data.positions[t_all],
                            pos[touched], horizon)
@@ -177,14 +180,14 @@ def main():
     else:
         candles, markets = synthetic_candles(settings, assets, args.periods)
     for asset in assets:
+        regimes = {"oracle": true_regimes(markets[asset], args.periods),
+                   "filter": filtered_regimes(markets[asset], asset, candles[asset])}
         for tg in targets:
             data = build_outcome_set(candles[asset], settings.asset(asset).timeframe, tg.pct,
                                      tg.horizon)
             sel = evaluate_candidates(data, tg.horizon, params, config, n_boot=args.n_boot)
-            orc = oracle_scores(sel, data, markets[asset], asset, tg.pct, tg.horizon,
-                                args.periods)
-            flt = oracle_scores(sel, data, markets[asset], asset, tg.pct, tg.horizon,
-                                args.periods, candles=candles[asset])
+            orc, flt = (oracle_scores(sel, data, markets[asset], asset, tg.pct, tg.horizon,
+                                      regimes[k]) for k in ("oracle", "filter"))
             print_series(f"{asset} {tg.key}", sel, orc, flt)
             out["synthetic"].append({"asset": asset, "target": tg.key, "oracle": orc,
                                      "filtered": flt,

@@ -103,8 +103,6 @@ def oracle_reliability(engine, settings: Settings, report: dict) -> dict:
     0.05 is sampling error of the window, not miscalibration. ``pooled``: every series' rows
     together, as the served report pools them (block = the longest horizon)."""
     from signalcast.evaluation.suite import synthetic_candles
-    from signalcast.features import DOWN, UP
-    from signalcast.ops.report import _consistent, _judged, reliability
 
     symbols = [a.symbol for a in settings.assets]
     last = _utc(max(datetime.fromisoformat(s["last"]) for s in report["series"] if s["last"]))
@@ -131,24 +129,26 @@ def oracle_reliability(engine, settings: Settings, report: dict) -> dict:
                    for t, _ in rows]
             labels = np.array([label for _, label in rows])
             p3 = np.array([[outcomes[r].p_up, outcomes[r].p_down] for r in regimes[pos]])
-            out[f"{asset} {cfg.key}"] = _judge(p3, labels, cfg.horizon, UP, DOWN, reliability,
-                                               _judged, _consistent)
+            out[f"{asset} {cfg.key}"] = _judge(p3, labels, cfg.horizon)
             pooled["p"].append(p3)
             pooled["labels"].append(labels)
             pooled["horizon"] = max(pooled["horizon"], cfg.horizon)
     if pooled["p"]:
         out["pooled"] = _judge(np.concatenate(pooled["p"]), np.concatenate(pooled["labels"]),
-                               pooled["horizon"], UP, DOWN, reliability, _judged, _consistent)
+                               pooled["horizon"])
     return out
 
 
-def _judge(p3, labels, block, up, down, reliability, judged, consistent) -> dict:
+def _judge(p3, labels, block) -> dict:
     """Both sides' reliability bins of forecasts ``p3`` ([p_up, p_down] rows) against
     ``labels``, judged as the served report judges them."""
+    from signalcast.features import DOWN, UP
+    from signalcast.ops.report import _consistent, _judged, reliability
+
     res = {}
-    for j, side, lab in ((0, "up", up), (1, "down", down)):
+    for j, side, lab in ((0, "up", UP), (1, "down", DOWN)):
         bins = reliability(p3[:, j], (labels == lab).astype(float), block=block)
-        res[side] = {"bins": bins, **judged(bins), "consistent": consistent(bins)["consistent"]}
+        res[side] = {"bins": bins, **_judged(bins), "consistent": _consistent(bins)["consistent"]}
     return res
 
 

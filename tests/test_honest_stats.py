@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from signalcast.features.labels import DOWN, EXPIRED, UP
-from signalcast.models.calibration import MonotoneCalibrator, calibrator_from_dict
+from signalcast.models.calibration import (
+    MonotoneCalibrator,
+    SigmoidCalibrator,
+    calibrator_from_dict,
+)
 from signalcast.models.three_outcome import ThreeOutcomeCalibration, combine
 from signalcast.stats.skill import (
     auc_null,
@@ -144,13 +148,8 @@ def test_a_flat_temperature_shrinks_toward_fifty_percent_not_its_folds_base_rate
         assert touch.prior is None and abs(touch(np.array([0.5]))[0] - rate) < 0.05
         old = {k: v for k, v in cal.to_dict().items() if k != "prior"}
         inside = grid[(grid >= cal.lo) & (grid <= cal.hi)]
-        expected = cal.w * _sigmoid_of(cal, inside) + (1 - cal.w) * cal.base
+        expected = cal.w * SigmoidCalibrator(cal.a, cal.b)(inside) + (1 - cal.w) * cal.base
         assert np.allclose(calibrator_from_dict(old)(inside), expected)
-
-
-def _sigmoid_of(cal, p):
-    z = np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))
-    return 1.0 / (1.0 + np.exp(-(cal.a * z + cal.b)))
 
 
 def test_calibrators_round_trip_through_json():

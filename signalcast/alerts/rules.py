@@ -6,7 +6,8 @@ the same alert twice inserts nothing. The callers queue inside their own transac
 - ``signal``: the prediction service, for a probability at or above the target's threshold;
 - ``outcome``: outcome resolution, when a candle that was signalled resolves (hit/miss/expired);
 - ``summary``: the daily scheduler job (hit rate, live AUC and the skill gate per asset and
-  target, each beside its benchmark; weekly, with a reliability chart);
+  target, each beside its benchmark; weekly, with a reliability chart), built in
+  :mod:`signalcast.alerts.summary` and queued through :func:`queue_alert`;
 - ``model``: a champion change (training, promotion, rollback) or a model fallback/drift;
 - ``system``: the health check (a silent worker or scheduler, repeated task failures).
 
