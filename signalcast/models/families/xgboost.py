@@ -3,7 +3,10 @@
 ``inplace_predict`` on a numpy row skips the DMatrix a plain ``predict`` builds (130-160 us per
 row, docs/ml-notes.md). Threads are pinned (``nthread``, default 1) as for LightGBM: two
 workers on two cores each spawning threads slow everyone down. The artifact is the booster's
-UBJSON model (``save_raw("ubj")``): pickle-free and readable by any later XGBoost.
+UBJSON model (``save_raw("ubj")``): pickle-free and readable by any later XGBoost. A loaded
+model predicts a few rows (a tick's one) through the same trees as numpy arrays
+(:mod:`signalcast.models.tree_table`: ~0.05 ms against ``inplace_predict``'s fixed ~0.25),
+checked against the library when it is loaded.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 import xgboost as xgb
 
 from signalcast.models.base import LEAF_OUTCOMES, SignalModel, leaf_rows
+from signalcast.models.tree_table import SMALL_BATCH, TreeTable, checked_table, xgboost_table
 
 
 class XGBoostModel(SignalModel):
@@ -29,6 +33,7 @@ class XGBoostModel(SignalModel):
                          subsample=subsample, colsample=colsample, reg_lambda=reg_lambda,
                          nthread=nthread, horizon=horizon, leaf_outcomes=leaf_outcomes)
         self.booster_: xgb.Booster | None = None
+        self.table_: TreeTable | None = None  # set when loaded (from_bytes)
 
     def _xgb_params(self) -> dict[str, Any]:
         p = self.params
@@ -58,6 +63,11 @@ class XGBoostModel(SignalModel):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self._check_fitted(self.booster_)
         X = np.asarray(X, dtype=np.float64)
+        if self.table_ is not None and len(X) <= SMALL_BATCH:
+            return self.table_.predict_proba(X)
+        return self._library_predict(X)
+
+    def _library_predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster_.inplace_predict(X), dtype=np.float64).reshape(len(X))
 
     def to_bytes(self) -> bytes:
@@ -70,4 +80,6 @@ class XGBoostModel(SignalModel):
         booster = xgb.Booster(model_file=bytearray(data))
         booster.set_param({"nthread": model.params["nthread"]})
         model.booster_ = booster
+        model.table_ = checked_table(lambda: xgboost_table(booster), model._library_predict,
+                                     booster.num_features(), "xgboost")
         return model
